@@ -1,0 +1,147 @@
+"""Reads of the stored configuration, and the cached `get_active_config` on every job's path.
+
+The cache is per process. An entry is trusted for `MODELS_CONFIG_CACHE_SECONDS` (1 s by default);
+after that one cheap query compares the active version id, and only a change loads the version.
+So a steady-state read costs no query and an activation anywhere is seen everywhere within about
+a second, with no shared cache or message bus to run. A write in this process invalidates at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from django.conf import settings
+from django.db import DatabaseError
+from django.db.models import QuerySet
+from pydantic import ValidationError
+
+from .models import ModelConfig, ModelConfigVersion
+from .registry import get_spec
+from .schemas import StagingConfig
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ActiveConfig:
+    """The config a job should use, and where it came from (recorded on every attempt)."""
+
+    slug: str
+    config: StagingConfig
+    version_id: int | None = None  # ModelConfigVersion pk; None when the code defaults are used
+    version_number: int | None = None
+    source: Literal["stored", "defaults"] = "defaults"
+    reason: str = ""  # why the defaults are used, when they are
+
+
+@dataclass
+class _Entry:
+    value: ActiveConfig
+    checked_at: float
+
+
+_cache: dict[str, _Entry] = {}
+_lock = threading.Lock()
+
+
+def invalidate(slug: str | None = None) -> None:
+    """Forget cached configs (one model, or all) so the next read goes to the database."""
+    with _lock:
+        if slug is None:
+            _cache.clear()
+        else:
+            _cache.pop(slug, None)
+
+
+def get_active_config(slug: str) -> ActiveConfig:
+    """The active, validated config of `slug`, falling back to the code defaults with a warning.
+
+    Unknown slugs raise `UnknownModelError`: that is a caller's bug, not a config problem. When the
+    database fails and a config is cached, the last good config is kept rather than the defaults.
+    """
+    spec = get_spec(slug)
+    now = time.monotonic()
+    entry = _cache.get(slug)
+    if entry and now - entry.checked_at < settings.MODELS_CONFIG_CACHE_SECONDS:
+        return entry.value
+
+    try:
+        active_id = ModelConfig.objects.filter(slug=slug).values_list("active_version_id", flat=True).first()
+        if entry and entry.value.version_id is not None and entry.value.version_id == active_id:
+            value = entry.value
+        else:
+            value = _load(slug, active_id)
+    except DatabaseError as exc:
+        reason = f"database error: {exc.__class__.__name__}: {exc}".strip()
+        if entry and entry.value.source == "stored":
+            logger.warning("Config for %s: %s; keeping cached v%s", slug, reason, entry.value.version_number)
+            value = entry.value
+        else:
+            value = _defaults(slug, reason)
+    except Exception:  # never let a config read break a job
+        logger.exception("Config for %s: unexpected error; using code defaults", slug)
+        value = ActiveConfig(slug=slug, config=spec.default_config(), reason="unexpected error")
+
+    with _lock:
+        _cache[slug] = _Entry(value=value, checked_at=now)
+    return value
+
+
+def _load(slug: str, active_id: int | None) -> ActiveConfig:
+    if active_id is None:
+        return _defaults(slug, "no stored configuration")
+    version = ModelConfigVersion.objects.filter(pk=active_id).values("number", "config").first()
+    if version is None:
+        return _defaults(slug, "the active version is missing")
+    try:
+        config = get_spec(slug).config_schema.model_validate(version["config"])
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors())
+        return _defaults(slug, f"stored v{version['number']} no longer validates ({problems})")
+    return ActiveConfig(
+        slug=slug, config=config, version_id=active_id, version_number=version["number"], source="stored"
+    )
+
+
+def _defaults(slug: str, reason: str) -> ActiveConfig:
+    logger.warning("Config for %s: %s; using the code defaults", slug, reason)
+    return ActiveConfig(slug=slug, config=get_spec(slug).default_config(), reason=reason)
+
+
+# --- Plain reads for the admin and the API ------------------------------------------------------
+
+
+def model_configs() -> QuerySet[ModelConfig]:
+    return ModelConfig.objects.select_related("active_version")
+
+
+def versions_of(slug: str) -> QuerySet[ModelConfigVersion]:
+    return ModelConfigVersion.objects.filter(model_config__slug=slug).select_related("author").order_by("-number")
+
+
+def get_version(slug: str, number: int) -> ModelConfigVersion | None:
+    return versions_of(slug).filter(number=number).first()
+
+
+@dataclass(frozen=True)
+class Change:
+    key: str
+    old: Any
+    new: Any
+
+
+_MISSING = "(not set)"
+
+
+def diff_configs(old: dict[str, Any], new: dict[str, Any]) -> list[Change]:
+    """Field-by-field differences between two stored configs, in the schema's field order."""
+    keys = list(dict.fromkeys([*old, *new]))
+    return [
+        Change(key, old.get(key, _MISSING), new.get(key, _MISSING))
+        for key in keys
+        if old.get(key, _MISSING) != new.get(key, _MISSING)
+    ]

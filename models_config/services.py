@@ -1,0 +1,159 @@
+"""Writes to the stored configuration. Admin, API and commands call these; none write rows themselves.
+
+Every change of an active version goes through `_activate`, which also tells this process's config
+cache at commit time; other processes notice within `MODELS_CONFIG_CACHE_SECONDS` (see selectors).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import transaction
+from django.db.models import Max
+from pydantic import ValidationError
+
+from . import selectors
+from .models import ApiToken, ModelConfig, ModelConfigVersion
+from .registry import REGISTRY, get_spec
+
+logger = logging.getLogger(__name__)
+
+INITIAL_COMMENT = "Initial version: code defaults"
+RESET_COMMENT = "Reset to code defaults"
+
+
+class ConfigError(Exception):
+    """Base for the errors a person can act on; `str()` is the message to show."""
+
+
+class ConfigValidationError(ConfigError):
+    """The config does not validate; `errors` are `{"loc": [...], "msg", "type"}` per field."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        self.errors = errors
+        summary = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in errors)
+        super().__init__(f"Invalid configuration: {summary}")
+
+    @classmethod
+    def from_pydantic(cls, exc: ValidationError) -> ConfigValidationError:
+        return cls([{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()])
+
+
+class VersionConflictError(ConfigError):
+    """Somebody activated another version since the editor loaded the page (optimistic locking)."""
+
+    def __init__(self, slug: str, expected: int | None, active: int | None) -> None:
+        self.expected, self.active = expected, active
+        super().__init__(
+            f"The active version of {slug} is now v{active}, not v{expected}: someone else changed it. "
+            "Reload, review their change and save again."
+        )
+
+
+def validate_config(slug: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate a whole config with the model's schema and return it normalised (defaults filled in)."""
+    spec = get_spec(slug)
+    try:
+        return spec.config_schema.model_validate(dict(config)).model_dump(mode="json")
+    except ValidationError as exc:
+        raise ConfigValidationError.from_pydantic(exc) from None
+
+
+def ensure_config_rows() -> list[str]:
+    """Give every registered model a config row with a first version; return the slugs created.
+
+    Idempotent, so `make run` and deploys can call it every time.
+    """
+    created = []
+    for slug, spec in REGISTRY.items():
+        with transaction.atomic():
+            row, _ = ModelConfig.objects.select_for_update().get_or_create(slug=slug)
+            if row.active_version_id is None and not row.versions.exists():
+                defaults = spec.default_config().model_dump(mode="json")
+                _create_version(row, defaults, author=None, comment=INITIAL_COMMENT)
+                created.append(slug)
+    return created
+
+
+def save_version(
+    slug: str,
+    config: Mapping[str, Any],
+    *,
+    author: AbstractBaseUser | None,
+    comment: str,
+    base_version: int | None = None,
+    check_base: bool = False,
+) -> ModelConfigVersion:
+    """Store `config` as the next version of `slug` and activate it.
+
+    With `check_base`, refuse (VersionConflictError) unless the active version is still `base_version`,
+    so two people editing at once never silently overwrite each other.
+    """
+    comment = (comment or "").strip()
+    if not comment:
+        raise ConfigValidationError([{"loc": ["comment"], "msg": "Say what changed and why.", "type": "missing"}])
+    normalised = validate_config(slug, config)
+    with transaction.atomic():
+        row = _lock_row(slug)
+        active = row.active_version.number if row.active_version_id else None
+        if check_base and base_version != active:
+            raise VersionConflictError(slug, base_version, active)
+        return _create_version(row, normalised, author=author, comment=comment)
+
+
+def activate_version(slug: str, number: int, *, base_version: int | None = None, check_base: bool = False):
+    """Make an existing version active again (rollback). Copies nothing: history stays linear.
+
+    A version that no longer validates against today's schema is refused, since activating it
+    would only make every job fall back to the code defaults.
+    """
+    with transaction.atomic():
+        row = _lock_row(slug)
+        active = row.active_version.number if row.active_version_id else None
+        if check_base and base_version != active:
+            raise VersionConflictError(slug, base_version, active)
+        try:
+            version = row.versions.get(number=number)
+        except ModelConfigVersion.DoesNotExist:
+            raise ConfigError(f"{slug} has no version {number}.") from None
+        validate_config(slug, version.config)
+        _activate(row, version)
+        return version
+
+
+def reset_to_defaults(slug: str, *, author: AbstractBaseUser | None, comment: str = RESET_COMMENT):
+    """Save the code defaults as a new version: a reset is history too."""
+    defaults = get_spec(slug).default_config().model_dump(mode="json")
+    return save_version(slug, defaults, author=author, comment=comment or RESET_COMMENT)
+
+
+def create_api_token(user: AbstractBaseUser, name: str) -> tuple[ApiToken, str]:
+    """Create a personal API token; the raw token is returned once and never stored."""
+    raw = ApiToken.generate()
+    token = ApiToken.objects.create(user=user, name=name.strip() or "API token", token_hash=ApiToken.hash(raw))
+    return token, raw
+
+
+def _lock_row(slug: str) -> ModelConfig:
+    get_spec(slug)  # unknown slugs fail with the list of known ones
+    row, _ = ModelConfig.objects.select_for_update().get_or_create(slug=slug)
+    return row
+
+
+def _create_version(row: ModelConfig, config: dict[str, Any], *, author, comment: str) -> ModelConfigVersion:
+    last = row.versions.aggregate(last=Max("number"))["last"] or 0
+    version = ModelConfigVersion.objects.create(
+        model_config=row, number=last + 1, config=config, author=author, comment=comment
+    )
+    _activate(row, version)
+    return version
+
+
+def _activate(row: ModelConfig, version: ModelConfigVersion) -> None:
+    row.active_version = version
+    row.save(update_fields=["active_version", "updated_at"])
+    logger.info("Activated %s v%s", row.slug, version.number)
+    transaction.on_commit(lambda: selectors.invalidate(row.slug))
