@@ -1,0 +1,56 @@
+"""Fixtures shared by every test package."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from models_config import selectors
+
+pytest_plugins: list[str] = []
+if (Path(__file__).parent / "fixtures" / "emulator.py").exists():
+    pytest_plugins.append("tests.fixtures.emulator")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep uploaded and staged files of a test run out of the project's own media folder."""
+    settings.MEDIA_ROOT = tempfile.mkdtemp(prefix="staging-test-media-")
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None) -> None:
+    """A test database of its own per run, so two runs on one machine never share one."""
+    from pytest_django.fixtures import _set_suffix_to_test_databases
+
+    _set_suffix_to_test_databases(suffix=f"p{os.getpid()}")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_config_cache():
+    """Each test starts with an empty per-process config cache, as a new worker would."""
+    selectors.invalidate()
+    yield
+    selectors.invalidate()
+
+
+@pytest.fixture
+def subprocess_env() -> dict[str, str]:
+    """Environment for a child process (manage.py, qcluster) that must use this test's database."""
+    env = os.environ.copy()
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
+    else:
+        user = db.get("USER") or "postgres"
+        password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+        host = db.get("HOST") or "127.0.0.1"
+        port = db.get("PORT") or 5432
+        env["DATABASE_URL"] = f"postgres://{user}{password}@{host}:{port}/{db['NAME']}"
+    env["MEDIA_ROOT"] = str(settings.MEDIA_ROOT)
+    env["DJANGO_SETTINGS_MODULE"] = "stagingsite.settings"
+    return env
