@@ -129,6 +129,31 @@ def _default_output_hosts() -> list[str]:
 
 REPLICATE_OUTPUT_HOSTS = env.list("REPLICATE_OUTPUT_HOSTS", default=_default_output_hosts())
 
+# --- Staging pipeline (staging/) ----------------------------------------------------------------
+# Uploads: byte cap and pixel cap (decompression-bomb guard, checked before the full decode).
+STAGING_MAX_UPLOAD_BYTES = env.int("STAGING_MAX_UPLOAD_BYTES", default=25 * 1024 * 1024)
+STAGING_MAX_IMAGE_PIXELS = env.int("STAGING_MAX_IMAGE_PIXELS", default=40_000_000)
+# Outputs downloaded from Replicate: byte cap and per-request timeout (seconds).
+STAGING_MAX_OUTPUT_BYTES = env.int("STAGING_MAX_OUTPUT_BYTES", default=50 * 1024 * 1024)
+STAGING_DOWNLOAD_TIMEOUT = env.float("STAGING_DOWNLOAD_TIMEOUT", default=30.0)
+STAGING_THUMBNAIL_SIZE = env.int("STAGING_THUMBNAIL_SIZE", default=384)
+# Timeout (seconds) of one request to the Replicate API.
+STAGING_REPLICATE_TIMEOUT = env.float("STAGING_REPLICATE_TIMEOUT", default=30.0)
+# Retries: at most this many attempts (paid predictions) per job; exponential backoff between them.
+STAGING_MAX_ATTEMPTS = env.int("STAGING_MAX_ATTEMPTS", default=3)
+STAGING_RETRY_BASE_SECONDS = env.float("STAGING_RETRY_BASE_SECONDS", default=10.0)
+STAGING_RETRY_MAX_SECONDS = env.float("STAGING_RETRY_MAX_SECONDS", default=300.0)
+# An attempt not finished this long after it was claimed is cancelled on Replicate and failed
+# (Replicate's own hard limit is 30 min; outputs are deleted 1 h after completion).
+STAGING_ATTEMPT_DEADLINE_SECONDS = env.int("STAGING_ATTEMPT_DEADLINE_SECONDS", default=20 * 60)
+# The poller reads predictions whose webhook is this late (all of them when STAGING_PUBLIC_URL is unset).
+STAGING_POLL_AFTER_SECONDS = env.int("STAGING_POLL_AFTER_SECONDS", default=60)
+# An attempt "submitting" without a prediction id this long is reconciled against Replicate's list;
+# must exceed the create request's timeout so a create still in flight is never mistaken for lost.
+STAGING_RECONCILE_AFTER_SECONDS = env.int("STAGING_RECONCILE_AFTER_SECONDS", default=90)
+# Attempts handled per scheduler tick (keeps one tick well inside Replicate's request rate limit).
+STAGING_POLL_BATCH = env.int("STAGING_POLL_BATCH", default=200)
+
 # --- Configuration cache ---------------------------------------------------------------------
 # How long a process trusts its cached active config before re-checking the database.
 MODELS_CONFIG_CACHE_SECONDS = env.float("MODELS_CONFIG_CACHE_SECONDS", default=1.0)

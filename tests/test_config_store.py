@@ -113,7 +113,10 @@ def test_diff_lists_changed_fields_only():
     old = get_spec(SLUG).default_config().model_dump(mode="json")
     new = {**old, "seed": 3, "aspect_ratio": "16:9"}
     changes = selectors.diff_configs(old, new)
-    assert [(c.key, c.old, c.new) for c in changes] == [("aspect_ratio", "match_input_image", "16:9"), ("seed", None, 3)]
+    assert [(c.key, c.old, c.new) for c in changes] == [
+        ("aspect_ratio", "match_input_image", "16:9"),
+        ("seed", None, 3),
+    ]
 
 
 # --- fallback ------------------------------------------------------------------------------------

@@ -47,7 +47,9 @@ class Command(BaseCommand):
             manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
             children.append(("qcluster", subprocess.Popen([*manage, "qcluster"], env=env)))
             children.append(("web", subprocess.Popen([*manage, "runserver", f"{host}:{port}", "--noreload"], env=env)))
-            self.stdout.write(self.style.SUCCESS(f"Admin: http://{host}:{port}/admin/   API: http://{host}:{port}/api/v1/docs"))
+            self.stdout.write(
+                self.style.SUCCESS(f"Admin: http://{host}:{port}/admin/   API: http://{host}:{port}/api/v1/docs")
+            )
             self.stdout.write("Press Ctrl-C to stop everything.")
             _wait_for_first_exit(children)
         except KeyboardInterrupt:
