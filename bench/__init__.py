@@ -1,0 +1,1 @@
+"""Benchmarks (not tests): each prints ratios measured against a baseline run beside it."""
