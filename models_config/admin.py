@@ -1,0 +1,261 @@
+"""The Django admin is the configuration UI: edit, history, diff, rollback, reset and preview.
+
+The admin classes are thin: every write goes through `services`, every read through `selectors`
+or `views`. Staff with only the view permission see the same pages read-only; the custom POST
+views check the change permission themselves and answer 403 otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.decorators import method_decorator
+from django.utils.html import format_html
+from django.views.decorators.http import require_POST
+from django_jsonform.widgets import JSONFormWidget
+
+from . import services
+from .forms import ApiTokenForm, ModelConfigForm, initial_config
+from .jsonform import adapted_schema
+from .models import ApiToken, ModelConfig
+from .registry import REGISTRY
+from .selectors import model_configs, versions_of
+from .views import SAMPLE_REQUEST, parse_draft, preview_input, version_diff
+
+_FAILED_SAVE = "_models_config_save_failed"
+
+
+@admin.register(ModelConfig)
+class ModelConfigAdmin(admin.ModelAdmin):
+    form = ModelConfigForm
+    list_display = ["title", "slug", "active_number", "active_comment", "active_author", "updated_at"]
+    list_display_links = ["title", "slug"]
+    search_fields = ["slug"]
+
+    # --- list -----------------------------------------------------------------------------------
+
+    def get_queryset(self, request: HttpRequest):
+        return model_configs().select_related("active_version__author")
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        configured = set(ModelConfig.objects.filter(active_version__isnull=False).values_list("slug", flat=True))
+        if set(REGISTRY) - configured:  # a new registry line shows up without a manual step
+            services.ensure_config_rows()
+        return super().changelist_view(request, extra_context)
+
+    @admin.display(description="model", ordering="slug")
+    def title(self, obj: ModelConfig) -> str:
+        spec = REGISTRY.get(obj.slug)
+        return spec.title if spec else f"{obj.slug} (not registered)"
+
+    @admin.display(description="active version", ordering="active_version__number")
+    def active_number(self, obj: ModelConfig) -> str:
+        return f"v{obj.active_version.number}" if obj.active_version_id else "—"
+
+    @admin.display(description="comment")
+    def active_comment(self, obj: ModelConfig) -> str:
+        return obj.active_version.comment if obj.active_version_id else ""
+
+    @admin.display(description="author")
+    def active_author(self, obj: ModelConfig) -> str:
+        version = obj.active_version
+        return str(version.author) if version and version.author else "—"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # rows come from the registry (services.ensure_config_rows)
+
+    def has_delete_permission(self, request: HttpRequest, obj: ModelConfig | None = None) -> bool:
+        return False
+
+    # --- change page ----------------------------------------------------------------------------
+
+    def get_fieldsets(self, request: HttpRequest, obj: ModelConfig | None = None):
+        if obj is not None and not self.has_change_permission(request, obj):
+            return [(None, {"fields": ["config_readonly"]})]
+        return [(None, {"fields": ["config", "comment", "base_version"]})]
+
+    @admin.display(description="configuration")
+    def config_readonly(self, obj: ModelConfig) -> str:
+        """The same editor, disabled: view-only staff read the config the way editors see it."""
+        widget = JSONFormWidget(schema=adapted_schema(obj.slug))
+        return widget.render("config", json.dumps(initial_config(obj)), attrs={"id": "id_config", "disabled": True})
+
+    @property
+    def media(self):
+        return super().media + JSONFormWidget(schema={}).media  # also for the read-only editor
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        obj = self.get_object(request, object_id)
+        context = dict(extra_context or {})
+        if obj is not None:
+            context.update(self._history_context(request, obj))
+        return super().change_view(request, object_id, form_url, context)
+
+    def _history_context(self, request: HttpRequest, obj: ModelConfig) -> dict[str, Any]:
+        active = obj.active_version.number if obj.active_version_id else None
+        return {
+            "versions": list(versions_of(obj.slug)),
+            "active_number": active,
+            "can_change_config": self.has_change_permission(request, obj),
+            "spec": REGISTRY.get(obj.slug),
+            "urls": {name: self._url(name, obj) for name in ("diff", "preview", "reset")},
+        }
+
+    def save_model(self, request: HttpRequest, obj: ModelConfig, form: ModelConfigForm, change: bool) -> None:
+        try:
+            version = services.save_version(
+                obj.slug,
+                form.cleaned_data["config"],
+                author=request.user,
+                comment=form.cleaned_data["comment"],
+                base_version=form.cleaned_data.get("base_version"),
+                check_base=True,
+            )
+        except services.ConfigError as exc:  # lost a race after the form's own checks passed
+            messages.error(request, str(exc))
+            setattr(request, _FAILED_SAVE, True)
+            return
+        obj.refresh_from_db()
+        messages.success(request, f"Saved {obj.slug} v{version.number} and made it active.")
+
+    def response_change(self, request: HttpRequest, obj: ModelConfig) -> HttpResponse:
+        if getattr(request, _FAILED_SAVE, False):
+            return HttpResponseRedirect(self._url("change", obj))
+        return super().response_change(request, obj)
+
+    # --- custom views ---------------------------------------------------------------------------
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        prefix = f"{self.opts.app_label}_{self.opts.model_name}"
+        return [
+            path("<path:object_id>/diff/", wrap(self.diff_view), name=f"{prefix}_diff"),
+            path("<path:object_id>/preview/", wrap(self.preview_view), name=f"{prefix}_preview"),
+            path("<path:object_id>/reset/", wrap(self.reset_view), name=f"{prefix}_reset"),
+            path(
+                "<path:object_id>/versions/<int:number>/activate/",
+                wrap(self.activate_view),
+                name=f"{prefix}_activate",
+            ),
+            *super().get_urls(),
+        ]
+
+    def _url(self, name: str, obj: ModelConfig, *args: Any) -> str:
+        return reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_{name}", args=[obj.pk, *args])
+
+    def _get_allowed(self, request: HttpRequest, object_id: str, *, write: bool) -> ModelConfig:
+        obj = self.get_object(request, object_id)
+        if obj is None:
+            raise Http404("No such model configuration.")
+        allowed = self.has_change_permission(request, obj) if write else self.has_view_permission(request, obj)
+        if not allowed:
+            raise PermissionDenied
+        return obj
+
+    def _page(self, request: HttpRequest, obj: ModelConfig, template: str, title: str, **extra: Any):
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "original": obj,
+            "title": title,
+            "change_url": self._url("change", obj),
+            **extra,
+        }
+        return TemplateResponse(request, f"admin/models_config/modelconfig/{template}", context)
+
+    def diff_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Changes from version `a` to version `b` (default: the active one)."""
+        obj = self._get_allowed(request, object_id, write=False)
+        active = obj.active_version.number if obj.active_version_id else None
+        try:
+            old_number = int(request.GET["a"])
+            new_number = int(request.GET.get("b") or active or 0)
+        except (KeyError, ValueError):
+            raise Http404("Give the versions to compare as ?a=N[&b=M].") from None
+        diff = version_diff(obj.slug, old_number, new_number)
+        if diff is None:
+            raise Http404(f"{obj.slug} has no version {old_number} or {new_number}.")
+        title = f"{obj}: changes from v{old_number} to v{new_number}"
+        return self._page(request, obj, "diff.html", title, diff=diff, active_number=active)
+
+    def preview_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The Replicate input for the sample job: of the posted draft (POST) or a stored version (GET)."""
+        obj = self._get_allowed(request, object_id, write=request.method == "POST")
+        if request.method == "POST":
+            draft, source = parse_draft(request.POST.get("config")), "the draft in the editor"
+        else:
+            number = request.GET.get("version")
+            version = obj.active_version if not number else versions_of(obj.slug).filter(number=number).first()
+            if version is None:
+                raise Http404("No such version.")
+            draft, source = version.config, f"v{version.number}"
+        preview = preview_input(obj.slug, draft)
+        title = f"{obj}: Replicate input preview"
+        return self._page(request, obj, "preview.html", title, preview=preview, source=source, sample=SAMPLE_REQUEST)
+
+    @staticmethod
+    def _posted_base(request: HttpRequest) -> tuple[int | None, bool]:
+        raw = request.POST.get("base_version", "")
+        return (int(raw), True) if raw.isdigit() else (None, False)
+
+    @method_decorator(require_POST)
+    def activate_view(self, request: HttpRequest, object_id: str, number: int) -> HttpResponse:
+        """Rollback: make an older version active (optimistic locking on the posted base_version)."""
+        obj = self._get_allowed(request, object_id, write=True)
+        base, check = self._posted_base(request)
+        try:
+            services.activate_version(obj.slug, number, base_version=base, check_base=check)
+        except services.ConfigError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, f"v{number} of {obj.slug} is active again.")
+        return HttpResponseRedirect(self._url("change", obj))
+
+    @method_decorator(require_POST)
+    def reset_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Store the code defaults as a new version (a reset is history too)."""
+        obj = self._get_allowed(request, object_id, write=True)
+        comment = request.POST.get("comment", "").strip() or services.RESET_COMMENT
+        version = services.reset_to_defaults(obj.slug, author=request.user, comment=comment)
+        messages.success(request, f"Saved the code defaults as {obj.slug} v{version.number}.")
+        return HttpResponseRedirect(self._url("change", obj))
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Personal API tokens: each user creates their own; the raw token is shown exactly once."""
+
+    form = ApiTokenForm
+    list_display = ["name", "user", "created_at", "last_used_at"]
+    readonly_fields = ["user", "created_at", "last_used_at"]
+
+    def get_queryset(self, request: HttpRequest):
+        queryset = super().get_queryset(request).select_related("user")
+        return queryset if request.user.is_superuser else queryset.filter(user=request.user)
+
+    def get_fields(self, request: HttpRequest, obj: ApiToken | None = None) -> list[str]:
+        return ["name"] if obj is None else ["name", "user", "created_at", "last_used_at"]
+
+    def save_model(self, request: HttpRequest, obj: ApiToken, form: ApiTokenForm, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)  # renaming only
+            return
+        token, raw = services.create_api_token(request.user, form.cleaned_data["name"])
+        obj.pk, obj.user, obj.token_hash, obj.created_at = token.pk, token.user, token.token_hash, token.created_at
+        obj._state.adding = False
+        messages.warning(
+            request,
+            format_html(
+                "Your new API token is <code id='new-api-token'>{}</code>. Copy it now: it is not stored and "
+                "will not be shown again. Send it as <code>Authorization: Bearer &lt;token&gt;</code>.",
+                raw,
+            ),
+        )

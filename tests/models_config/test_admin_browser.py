@@ -1,0 +1,98 @@
+"""The config admin in a real Chromium (Playwright): the widget renders, errors land under inputs, saves work."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from django.contrib.auth.models import User
+from django.db import connections
+
+from models_config import services
+from models_config.models import ModelConfig, ModelConfigVersion
+
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's sync API runs an event loop in this thread
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SLUG = "qwen-image-edit"
+
+
+@pytest.fixture
+def page(live_server, transactional_db):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1400})
+            page.set_default_timeout(10_000)
+            yield page
+        finally:
+            browser.close()
+            # Playwright's sync API runs in greenlets with their own context, so the test body's
+            # queries used a connection of their own: close it, or PostgreSQL refuses to drop the
+            # test database at the end of the run ("being accessed by other users").
+            connections.close_all()
+
+
+def test_edit_config_in_the_browser(page, live_server) -> None:
+    services.ensure_config_rows()
+    User.objects.create_superuser("admin", "admin@example.com", "pw-admin")
+    row = ModelConfig.objects.get(slug=SLUG)
+
+    page.goto(f"{live_server.url}/admin/login/")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", "pw-admin")
+    page.click("input[type=submit]")
+    page.goto(f"{live_server.url}/admin/models_config/modelconfig/{row.pk}/change/")
+    # the django-jsonform widget renders the schema's fields, with pydantic's titles and help texts
+    quality = page.locator('input[name="rjf§output_quality"]')
+    quality.wait_for()
+    assert quality.input_value() == "95"
+    assert page.locator('select[name="rjf§output_format"]').input_value() == "webp"
+    assert page.locator('textarea[name="rjf§prompt_template"]').input_value().startswith("Virtually stage")
+    assert page.get_by_text("0 to 100; ignored for png.").is_visible()
+
+    # out of range: the error shows under that input, and nothing is stored
+    quality.fill("150")
+    page.fill("#id_comment", "too much")
+    page.click('input[name="_continue"]')
+    quality_row = page.locator(".rjf-form-row", has=page.locator('input[name="rjf§output_quality"]'))
+    error = quality_row.get_by_text("This value must not be greater than 100")
+    error.wait_for()
+    assert error.is_visible()
+    assert page.locator(".errornote").is_visible()
+    assert ModelConfigVersion.objects.filter(model_config=row).count() == 1
+    page.screenshot(path="/tmp/admin-error.png", full_page=True)
+
+    # fixed, with a comment: version 2 is created and listed as active
+    quality = page.locator('input[name="rjf§output_quality"]')
+    assert quality.input_value() == "150"  # the draft survives the failed save
+    quality.fill("80")
+    with page.expect_popup() as popup_info:  # preview posts the editor's unsaved draft
+        page.click("#preview-draft")
+    preview = popup_info.value
+    preview.wait_for_load_state()
+    assert '"output_quality": 80' in preview.inner_text("#preview-input")
+    preview.close()
+    page.fill("#id_comment", "Smaller files for the gallery")
+    page.click('input[name="_continue"]')
+    new_row = page.locator('#config-history tr[data-version="2"]')
+    new_row.wait_for()
+    assert "Smaller files for the gallery" in new_row.inner_text()
+    assert "active" in new_row.inner_text()
+    assert page.locator('input[name="rjf§output_quality"]').input_value() == "80"
+    page.screenshot(path="/tmp/admin.png", full_page=True)
+
+    version = ModelConfig.objects.get(slug=SLUG).active_version
+    assert (version.number, version.config["output_quality"], version.author.username) == (2, 80, "admin")
