@@ -224,8 +224,15 @@ class ModelConfigAdmin(admin.ModelAdmin):
         """Store the code defaults as a new version (a reset is history too)."""
         obj = self._get_allowed(request, object_id, write=True)
         comment = request.POST.get("comment", "").strip() or services.RESET_COMMENT
-        version = services.reset_to_defaults(obj.slug, author=request.user, comment=comment)
-        messages.success(request, f"Saved the code defaults as {obj.slug} v{version.number}.")
+        base, check = self._posted_base(request)
+        try:
+            version = services.reset_to_defaults(
+                obj.slug, author=request.user, comment=comment, base_version=base, check_base=check
+            )
+        except services.ConfigError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, f"Saved the code defaults as {obj.slug} v{version.number}.")
         return HttpResponseRedirect(self._url("change", obj))
 
 

@@ -124,10 +124,24 @@ def activate_version(slug: str, number: int, *, base_version: int | None = None,
         return version
 
 
-def reset_to_defaults(slug: str, *, author: AbstractBaseUser | None, comment: str = RESET_COMMENT):
-    """Save the code defaults as a new version: a reset is history too."""
+def reset_to_defaults(
+    slug: str,
+    *,
+    author: AbstractBaseUser | None,
+    comment: str = RESET_COMMENT,
+    base_version: int | None = None,
+    check_base: bool = False,
+) -> ModelConfigVersion:
+    """Save the code defaults as a new version: a reset is history too, and as conflict-checked as a save."""
     defaults = get_spec(slug).default_config().model_dump(mode="json")
-    return save_version(slug, defaults, author=author, comment=comment or RESET_COMMENT)
+    return save_version(
+        slug,
+        defaults,
+        author=author,
+        comment=comment or RESET_COMMENT,
+        base_version=base_version,
+        check_base=check_base,
+    )
 
 
 def create_api_token(user: AbstractBaseUser, name: str) -> tuple[ApiToken, str]:

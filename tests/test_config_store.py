@@ -203,3 +203,11 @@ def test_an_activation_in_another_process_is_seen_within_a_second(subprocess_env
     assert selectors.get_active_config(SLUG).version_number == 2  # still trusted from the cache
     time.sleep(settings.MODELS_CONFIG_CACHE_SECONDS + 0.05)
     assert selectors.get_active_config(SLUG).version_number == 1
+
+
+def test_reset_with_a_stale_base_version_is_a_conflict(staff):
+    services.ensure_config_rows()
+    services.save_version(SLUG, {"seed": 4}, author=staff, comment="someone else")
+    with pytest.raises(services.VersionConflictError):
+        services.reset_to_defaults(SLUG, author=staff, base_version=1, check_base=True)
+    assert ModelConfig.objects.get(slug=SLUG).active_version.number == 2
