@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -12,9 +11,7 @@ from django.db import connection
 
 from models_config import selectors
 
-pytest_plugins: list[str] = []
-if (Path(__file__).parent / "fixtures" / "emulator.py").exists():
-    pytest_plugins.append("tests.fixtures.emulator")
+pytest_plugins = ["tests.fixtures.emulator"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
