@@ -1,0 +1,128 @@
+"""Errors of the staging pipeline, and the classification of Replicate failures.
+
+Every failure ends up as a message a person can act on plus a class: `transient` (retry with a new
+attempt, bounded) or `permanent` (fail now). Messages never contain the API token or a signature.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from django.core.exceptions import ImproperlyConfigured
+
+TRANSIENT = "transient"
+PERMANENT = "permanent"
+
+
+class StagingError(Exception):
+    """Base class: `str(exc)` is meant for the person who asked for the job."""
+
+
+class ImageRejected(StagingError):
+    """The uploaded photo cannot be used; the message says why and what to do."""
+
+
+class JobInputError(StagingError):
+    """Bad job parameters (unknown model, invalid config override, ...). Nothing was stored."""
+
+    def __init__(self, message: str, errors: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors or {}  # field -> message, for per-field API answers
+
+
+class ReplicateNotConfigured(ImproperlyConfigured):
+    """No API token: staging refuses to start work."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "REPLICATE_API_TOKEN is not set, so staging cannot call Replicate. Either set REPLICATE_API_TOKEN "
+            "to a token from https://replicate.com/account/api-tokens, or run the local emulator "
+            "(`python manage.py replicate_emulator`) and point REPLICATE_BASE_URL at it with "
+            "REPLICATE_API_TOKEN=r8_emulator."
+        )
+
+
+@dataclass
+class GatewayError(StagingError):
+    """A failed call to Replicate, already classified.
+
+    `ambiguous` is set when a create may have reached Replicate although no answer came back (the
+    connection dropped or timed out after the request was sent): the caller must reconcile instead of
+    creating again.
+    """
+
+    message: str
+    error_class: str = PERMANENT
+    status: int | None = None
+    retry_after: float | None = None
+    ambiguous: bool = False
+
+    def __str__(self) -> str:
+        return self.message
+
+    @property
+    def transient(self) -> bool:
+        return self.error_class == TRANSIENT
+
+
+_WAIT_IN_DETAIL = re.compile(r"~\s*(\d+(?:\.\d+)?)\s*s")
+
+
+def parse_retry_after(detail: str | None, header: str | None = None) -> float | None:
+    """Seconds to wait after a 429: the `Retry-After` header if numeric, else "~30s" in the detail."""
+    if header:
+        try:
+            return max(0.0, float(header))
+        except ValueError:
+            pass
+    match = _WAIT_IN_DETAIL.search(detail or "")
+    return float(match.group(1)) if match else None
+
+
+def classify_http_status(status: int, detail: str) -> GatewayError:
+    """Replicate answered with an error status. 5xx and 429 are transient, everything else permanent.
+
+    402 (no credit) is permanent for the attempt: retrying within minutes will not add credit, and a
+    person must top up the account; `retry_job` afterwards creates a fresh attempt.
+    """
+    detail = (detail or "").strip()
+    if status == 429:
+        wait = parse_retry_after(detail)
+        return GatewayError(
+            f"Replicate rate limit reached ({detail or 'throttled'}); retrying later.",
+            TRANSIENT,
+            status,
+            retry_after=wait,
+        )
+    if status >= 500:
+        message = f"Replicate server error {status} ({detail or 'no detail'}); retrying later."
+        return GatewayError(message, TRANSIENT, status)
+    hints = {
+        400: "Replicate refused the request as malformed",
+        401: "Replicate refused the API token (401): check REPLICATE_API_TOKEN",
+        402: "The Replicate account has no credit left (402): add credit at https://replicate.com/account/billing, "
+        "then retry the job",
+        403: "The Replicate token may not use this model (403)",
+        404: "Replicate does not know this model or prediction (404)",
+        422: "Replicate rejected the model input (422): check the model's configuration",
+    }
+    hint = hints.get(status, f"Replicate answered {status}")
+    return GatewayError(f"{hint}: {detail}" if detail else hint, PERMANENT, status)
+
+
+# Prediction `error` strings (REPLICATE.md's table). Checked in order; unknown errors are permanent.
+_TRANSIENT_ERRORS = ("Director: unexpected error", "(code: PA)", "E6716", "E8765", "E9243", "E9828")
+
+
+def classify_prediction_error(error: str | None) -> tuple[str, str]:
+    """(class, message) for a failed prediction's `error` string."""
+    text = (error or "").strip() or "no error message"
+    if "flagged as sensitive" in text or "E005" in text:
+        return PERMANENT, (
+            "The model's safety filter flagged the photo or the result as sensitive (E005). "
+            "Try a different photo or different instructions."
+        )
+    if any(marker in text for marker in _TRANSIENT_ERRORS):
+        return TRANSIENT, f"Replicate platform error, retrying: {text}"
+    return PERMANENT, f"The prediction failed: {text}"

@@ -1,0 +1,206 @@
+"""Staging jobs and their attempts: one `Attempt` per paid Replicate prediction.
+
+A job's status is never stored: it is derived from its latest attempt (`StagingJob.status` here,
+`selectors.with_status` for querysets), so the two can never disagree. Attempt states only move
+forward (see `Attempt.RANK`); every transition in `services` is a compare-and-set UPDATE.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+
+from django.db import models
+from django.db.models import Q
+
+
+def _token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def original_upload_to(job: StagingJob, filename: str) -> str:
+    ext = filename.rsplit(".", 1)[-1].lower() if "." in filename else "img"
+    return f"staging/originals/{job.uid}/original.{ext}"
+
+
+def input_upload_to(job: StagingJob, filename: str) -> str:
+    ext = filename.rsplit(".", 1)[-1].lower() if "." in filename else "img"
+    return f"staging/originals/{job.uid}/input.{ext}"
+
+
+def output_upload_to(image: StagedImage, filename: str) -> str:
+    return f"staging/outputs/{image.attempt.job.uid}/a{image.attempt.number}/{filename}"
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued"  # waiting for a worker, or for a retry's backoff
+    RUNNING = "running"  # at Replicate, or outputs being copied
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+class StagingJob(models.Model):
+    uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    photo = models.FileField(upload_to=original_upload_to, max_length=300, help_text="The original upload, untouched.")
+    input_photo = models.FileField(
+        upload_to=input_upload_to,
+        max_length=300,
+        blank=True,
+        help_text="The upright copy sent to the model, stored only when the photo's EXIF orientation rotates it.",
+    )
+    photo_width = models.PositiveIntegerField(default=0)
+    photo_height = models.PositiveIntegerField(default=0)
+    model_slug = models.SlugField(max_length=100, db_index=True)
+    room_type = models.CharField(max_length=100, default="room")
+    style = models.CharField(max_length=100, default="modern")
+    instructions = models.TextField(blank=True, default="")
+    seed = models.BigIntegerField(null=True, blank=True)
+    config_override = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Job {self.pk} ({self.model_slug})"
+
+    @property
+    def latest_attempt(self) -> Attempt | None:
+        return self.attempts.order_by("-number").first()
+
+    @property
+    def status(self) -> str:
+        """Derived from the latest attempt (a job without attempts is queued); always fresh.
+
+        One query per call: for lists use `selectors.with_status()` and its `derived_status` annotation.
+        """
+        attempt = self.latest_attempt
+        return JobStatus.QUEUED if attempt is None else Attempt.job_status_of(attempt.state)
+
+    @property
+    def sent_photo(self):
+        """The file whose URL (or upload) goes to Replicate."""
+        return self.input_photo if self.input_photo else self.photo
+
+
+class ErrorClass(models.TextChoices):
+    TRANSIENT = "transient"
+    PERMANENT = "permanent"
+
+
+class Attempt(models.Model):
+    class State(models.TextChoices):
+        QUEUED = "queued"
+        SUBMITTING = "submitting"  # claimed by one worker; the create may be in flight
+        SUBMITTED = "submitted"  # prediction id saved (Replicate: starting)
+        PROCESSING = "processing"
+        COLLECTING = "collecting"  # Replicate succeeded; outputs being copied to our storage
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELED = "canceled"
+
+    RANK = {
+        "queued": 0,
+        "submitting": 1,
+        "submitted": 2,
+        "processing": 3,
+        "collecting": 4,
+        "succeeded": 9,
+        "failed": 9,
+        "canceled": 9,
+    }
+    TERMINAL = ("succeeded", "failed", "canceled")
+    IN_FLIGHT = ("submitted", "processing")
+
+    job = models.ForeignKey(StagingJob, on_delete=models.CASCADE, related_name="attempts")
+    number = models.PositiveIntegerField()
+    token = models.CharField(max_length=64, unique=True, default=_token, editable=False)
+    state = models.CharField(max_length=20, choices=State.choices, default=State.QUEUED)
+    config_version = models.ForeignKey(
+        "models_config.ModelConfigVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    config = models.JSONField(null=True, blank=True, help_text="The validated config actually used.")
+    config_source = models.CharField(max_length=20, blank=True, default="")
+    input = models.JSONField(null=True, blank=True, help_text="The exact input sent to Replicate.")
+    prediction_id = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    replicate_status = models.CharField(max_length=20, blank=True, default="")
+    output = models.JSONField(null=True, blank=True, help_text="Output URLs as Replicate returned them.")
+    error = models.TextField(blank=True, default="")
+    error_class = models.CharField(max_length=10, choices=ErrorClass.choices, blank=True, default="")
+    predict_time = models.FloatField(null=True, blank=True)
+    cost = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True)
+    next_retry_at = models.DateTimeField(null=True, blank=True)
+    deadline = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    submitting_at = models.DateTimeField(null=True, blank=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    checked_at = models.DateTimeField(null=True, blank=True, help_text="Last news about the prediction.")
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["job", "number"]
+        constraints = [models.UniqueConstraint(fields=["job", "number"], name="unique_attempt_number_per_job")]
+        indexes = [
+            # The scheduled ticks: in-flight by last news, stuck submits, due retries, deadlines.
+            models.Index(fields=["state", "checked_at"], name="attempt_state_checked"),
+            models.Index(fields=["state", "next_retry_at"], name="attempt_state_retry"),
+            models.Index(
+                fields=["deadline"],
+                name="attempt_open_deadline",
+                condition=~Q(state__in=["succeeded", "failed", "canceled"]),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Attempt {self.number} of job {self.job_id} ({self.state})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state in self.TERMINAL
+
+    @staticmethod
+    def job_status_of(state: str) -> str:
+        if state == Attempt.State.QUEUED:
+            return JobStatus.QUEUED
+        if state in Attempt.TERMINAL:
+            return state
+        return JobStatus.RUNNING
+
+
+class StagedImage(models.Model):
+    attempt = models.ForeignKey(Attempt, on_delete=models.CASCADE, related_name="images")
+    index = models.PositiveIntegerField(help_text="Position in the prediction's output.")
+    source_url = models.URLField(max_length=1000)
+    file = models.FileField(upload_to=output_upload_to, max_length=300)
+    thumbnail = models.FileField(upload_to=output_upload_to, max_length=300, blank=True)
+    content_type = models.CharField(max_length=50)
+    size = models.PositiveBigIntegerField()
+    checksum = models.CharField(max_length=64, help_text="SHA-256 of the stored bytes.")
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["attempt", "index"]
+        constraints = [models.UniqueConstraint(fields=["attempt", "index"], name="unique_output_index")]
+
+    def __str__(self) -> str:
+        return self.file.name
+
+
+class WebhookDelivery(models.Model):
+    """One row per accepted webhook message: the unique `webhook_id` makes redeliveries no-ops."""
+
+    webhook_id = models.CharField(max_length=100, unique=True)
+    attempt = models.ForeignKey(Attempt, null=True, on_delete=models.SET_NULL, related_name="+")
+    prediction_id = models.CharField(max_length=64, blank=True, default="")
+    status = models.CharField(max_length=20, blank=True, default="")
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        verbose_name_plural = "webhook deliveries"
+
+    def __str__(self) -> str:
+        return self.webhook_id

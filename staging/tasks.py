@@ -1,0 +1,50 @@
+"""django-q2 task functions: thin wrappers that take ids and call services.
+
+Tasks are at-least-once (see LIBRARY-NOTES.md): every service called here is idempotent, so a task
+delivered twice, or run concurrently with itself, does no harm.
+"""
+
+from __future__ import annotations
+
+from django_q.models import Schedule
+
+from . import collect, reconcile, services
+
+# name -> (function path, minutes between runs)
+SCHEDULES: dict[str, tuple[str, int]] = {
+    "staging: poll in-flight predictions": ("staging.tasks.poll_in_flight", 1),
+    "staging: enforce attempt deadlines": ("staging.tasks.enforce_deadlines", 1),
+    "staging: start due retries": ("staging.tasks.retry_due", 1),
+}
+
+
+def submit_attempt(attempt_id: int) -> None:
+    services.submit_attempt(attempt_id)
+
+
+def collect_outputs(attempt_id: int) -> None:
+    collect.collect_outputs(attempt_id)
+
+
+def poll_in_flight() -> dict[str, int]:
+    return reconcile.poll_in_flight()
+
+
+def enforce_deadlines() -> int:
+    return reconcile.enforce_deadlines()
+
+
+def retry_due() -> int:
+    return reconcile.retry_due()
+
+
+def ensure_schedules() -> list[Schedule]:
+    """Create or update the pipeline's schedules; safe to call on every start (keyed by name)."""
+    result = []
+    for name, (func, minutes) in SCHEDULES.items():
+        schedule, _ = Schedule.objects.update_or_create(
+            name=name,
+            defaults={"func": func, "schedule_type": Schedule.MINUTES, "minutes": minutes, "repeats": -1},
+        )
+        result.append(schedule)
+    return result

@@ -1,0 +1,88 @@
+"""Fixtures for the staging pipeline tests: the real emulator over HTTP, tasks run inline."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django_q.conf import Conf
+from PIL import Image
+
+from staging import reconcile, services
+from staging.models import Attempt, StagingJob
+
+
+def image_bytes(fmt: str = "JPEG", size: tuple[int, int] = (64, 48), color=(200, 150, 90), **save) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, fmt, **save)
+    return buffer.getvalue()
+
+
+def upload(data: bytes | None = None, name: str = "room.jpg") -> SimpleUploadedFile:
+    return SimpleUploadedFile(name, image_bytes() if data is None else data, content_type="image/jpeg")
+
+
+@pytest.fixture
+def pipeline(settings, emulator, monkeypatch):
+    """Settings pointing the pipeline at a fresh emulator, polling mode, tasks run inline, no backoff."""
+    settings.REPLICATE_API_TOKEN = emulator.api_token
+    settings.REPLICATE_BASE_URL = emulator.base_url
+    settings.REPLICATE_WEBHOOK_SECRET = ""
+    settings.REPLICATE_OUTPUT_HOSTS = ["replicate.delivery", "*.replicate.delivery", "127.0.0.1"]
+    settings.STAGING_PUBLIC_URL = ""
+    settings.STAGING_RETRY_BASE_SECONDS = 0
+    settings.STAGING_POLL_AFTER_SECONDS = 0
+    settings.STAGING_RECONCILE_AFTER_SECONDS = 0
+    settings.STAGING_MAX_ATTEMPTS = 3
+    monkeypatch.setattr(Conf, "SYNC", True)
+    return emulator
+
+
+@pytest.fixture
+def webhook_pipeline(pipeline, live_server, settings):
+    """Webhook mode: the live test server is the public URL; the poller only acts on silent predictions."""
+    settings.STAGING_PUBLIC_URL = live_server.url
+    settings.ROOT_URLCONF = "tests.staging.urls"
+    settings.STAGING_POLL_AFTER_SECONDS = 60
+    return pipeline
+
+
+def job_status(job: StagingJob) -> str:
+    return StagingJob.objects.get(pk=job.pk).status
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, step: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()
+
+
+def drive(job: StagingJob, timeout: float = 10.0, *, poll: bool = True) -> str:
+    """Run the scheduled ticks (poll mode) until the job is terminal; returns the final status."""
+
+    def done() -> bool:
+        if poll:
+            reconcile.poll_in_flight()
+            reconcile.retry_due()
+        return job_status(job) in ("succeeded", "failed", "canceled")
+
+    wait_until(done, timeout)
+    return job_status(job)
+
+
+def attempts(job: StagingJob) -> list[Attempt]:
+    return list(Attempt.objects.filter(job=job).order_by("number"))
+
+
+@pytest.fixture
+def make_job(pipeline):
+    def make(model: str = "flux-kontext-pro", **kwargs) -> StagingJob:
+        return services.create_job(kwargs.pop("image_file", None) or upload(), model, **kwargs)
+
+    return make
