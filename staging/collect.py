@@ -163,4 +163,3 @@ def collect_outputs(attempt_id: int) -> Attempt:
             return Attempt.objects.get(pk=attempt_id)
     services.mark_succeeded(attempt_id, len(urls))
     return Attempt.objects.get(pk=attempt_id)
-

@@ -55,8 +55,9 @@ def _translate(exc: Exception, action: str, *, may_have_happened: bool) -> Gatew
         return classify_http_status(exc.status or 0, exc.detail or exc.title or "")
     if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
         # Never connected: the request surely did not reach Replicate.
-        return GatewayError(f"Could not connect to Replicate to {action} ({type(exc).__name__}); retrying later.",
-                            TRANSIENT)
+        return GatewayError(
+            f"Could not connect to Replicate to {action} ({type(exc).__name__}); retrying later.", TRANSIENT
+        )
     if isinstance(exc, httpx.HTTPError):
         return GatewayError(
             f"The connection to Replicate failed while trying to {action} ({type(exc).__name__}).",

@@ -14,9 +14,7 @@ S = Attempt.State
 def with_status(queryset: QuerySet[StagingJob] | None = None) -> QuerySet[StagingJob]:
     """Jobs annotated with `derived_status` (from the latest attempt), filterable in SQL."""
     queryset = StagingJob.objects.all() if queryset is None else queryset
-    latest_state = Subquery(
-        Attempt.objects.filter(job=OuterRef("pk")).order_by("-number").values("state")[:1]
-    )
+    latest_state = Subquery(Attempt.objects.filter(job=OuterRef("pk")).order_by("-number").values("state")[:1])
     return queryset.annotate(
         latest_state=latest_state,
         derived_status=Case(

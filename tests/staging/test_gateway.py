@@ -24,8 +24,17 @@ def test_parse_retry_after():
 
 @pytest.mark.parametrize(
     "status, error_class",
-    [(429, TRANSIENT), (500, TRANSIENT), (502, TRANSIENT), (503, TRANSIENT), (400, PERMANENT), (401, PERMANENT),
-     (402, PERMANENT), (404, PERMANENT), (422, PERMANENT)],
+    [
+        (429, TRANSIENT),
+        (500, TRANSIENT),
+        (502, TRANSIENT),
+        (503, TRANSIENT),
+        (400, PERMANENT),
+        (401, PERMANENT),
+        (402, PERMANENT),
+        (404, PERMANENT),
+        (422, PERMANENT),
+    ],
 )
 def test_http_status_classes(status, error_class):
     error = classify_http_status(status, "detail")
