@@ -83,8 +83,9 @@ def replicate_webhook(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"error": str(exc)}, status=exc.status)
     try:
         prediction = json.loads(request.body)
-        assert isinstance(prediction, dict) and prediction.get("id")
-    except (ValueError, AssertionError):
+    except ValueError:
+        prediction = None
+    if not isinstance(prediction, dict) or not prediction.get("id"):
         return JsonResponse({"error": "body is not a prediction object"}, status=400)
 
     attempt = selectors.attempt_by_token(request.GET.get("attempt", ""))
