@@ -7,7 +7,7 @@ import os
 import sys
 import tempfile
 
-BENCHMARKS = ["config_read"]
+BENCHMARKS = ["config_read", "pipeline"]
 
 
 def main(argv: list[str]) -> int:
