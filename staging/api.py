@@ -1,0 +1,289 @@
+"""The jobs API (mounted at /api/v1/jobs): create a staging job, follow it, reprocess it.
+
+Handlers are thin: they parse and check the request, fetch a photo URL through `fetch` (the SSRF
+defences live there), and call `services` / `selectors`. Errors use the config API's shapes: 422
+`{"detail": [{"loc": ["body", field, ...], "msg", "type"}]}` with nothing stored, `{"detail": str}`
+otherwise. Same authentication as the config API (personal token or staff session with CSRF).
+
+`POST /jobs` takes two bodies, so it parses the request itself instead of declaring ninja
+parameters (ninja cannot bind one operation to both a multipart form and a JSON body); the OpenAPI
+document still describes both (`schemas.CREATE_JOB_OPENAPI`).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+from django.db.models.fields.files import FieldFile
+from django.http import HttpRequest
+from ninja import Router, Status
+from ninja.errors import HttpError
+from ninja.errors import ValidationError as NinjaValidationError
+from pydantic import ValidationError
+
+from models_config.auth import api_auth, require_perm
+from models_config.registry import UnknownModelError, get_spec
+
+from . import fetch, selectors, services
+from .errors import ImageRejected, JobInputError, ReplicateNotConfigured
+from .models import Attempt, StagingJob
+from .schemas import (
+    CREATE_JOB_OPENAPI,
+    REPROCESS_OPENAPI,
+    AttemptOut,
+    ErrorOut,
+    JobFieldsIn,
+    JobJsonIn,
+    JobOut,
+    ReprocessIn,
+    ValidationErrorOut,
+)
+
+ADD_PERM = "staging.add_stagingjob"
+VIEW_PERMS = ("staging.view_stagingjob", "staging.change_stagingjob")
+CHANGE_PERM = "staging.change_stagingjob"
+
+router = Router(auth=api_auth(), tags=["jobs"])
+
+
+# --- request parsing ----------------------------------------------------------------------------
+
+
+def _error(loc: list[str | int], msg: str, type_: str = "value_error") -> dict[str, Any]:
+    return {"loc": loc, "msg": msg, "type": type_}
+
+
+def _invalid(*errors: dict[str, Any]) -> NinjaValidationError:
+    return NinjaValidationError(list(errors))
+
+
+def _pydantic_errors(exc: ValidationError) -> list[dict[str, Any]]:
+    return [_error(["body", *e["loc"]], e["msg"], e["type"]) for e in exc.errors()]
+
+
+def _parse_multipart(request: HttpRequest) -> tuple[JobFieldsIn, UploadedFile]:
+    """Form fields + the `image` file. Empty form fields count as not given (HTML forms send them)."""
+    data: dict[str, Any] = {key: value for key, value in request.POST.items() if value != ""}
+    errors: list[dict[str, Any]] = []
+    if "config" in data:
+        try:
+            data["config"] = json.loads(data["config"])
+        except ValueError:
+            del data["config"]  # reported once, here, not again as "not a dict"
+            errors.append(_error(["body", "config"], "Not valid JSON: send the config override as a JSON object."))
+    image = request.FILES.get("image")
+    if image is None:
+        errors.append(_error(["body", "image"], "Attach the photo as the `image` file field.", "missing"))
+    if "image_url" in data:
+        errors.append(_error(["body", "image_url"], "Send either an image file or (in a JSON body) an image_url."))
+    try:
+        fields = JobFieldsIn.model_validate({k: v for k, v in data.items() if k != "image_url"})
+    except ValidationError as exc:
+        errors = _pydantic_errors(exc) + errors
+    if errors:
+        raise _invalid(*errors)
+    return fields, image
+
+
+def _parse_json(request: HttpRequest) -> JobJsonIn:
+    try:
+        data = json.loads(request.body or b"null")
+    except ValueError:
+        raise _invalid(_error(["body"], "The body is not valid JSON.", "json_invalid")) from None
+    if not isinstance(data, dict):
+        raise _invalid(_error(["body"], "The body must be a JSON object.", "model_attributes_type"))
+    try:
+        return JobJsonIn.model_validate(data)
+    except ValidationError as exc:
+        raise _invalid(*_pydantic_errors(exc)) from None
+
+
+def _parse_reprocess(request: HttpRequest) -> ReprocessIn:
+    """The optional JSON body; an empty body or an empty form (what bare POST clients send) means none."""
+    content_type = (request.content_type or "").lower()
+    if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        if not request.POST and not request.FILES:
+            return ReprocessIn()
+        raise _invalid(_error(["body"], 'Send the optional config override as JSON: {"config": {...}}.'))
+    if not request.body.strip():
+        return ReprocessIn()
+    try:
+        data = json.loads(request.body)
+    except ValueError:
+        raise _invalid(_error(["body"], "The body is not valid JSON.", "json_invalid")) from None
+    try:
+        return ReprocessIn.model_validate(data)
+    except ValidationError as exc:
+        raise _invalid(*_pydantic_errors(exc)) from None
+
+
+def _job_input_errors(exc: JobInputError) -> list[dict[str, Any]]:
+    """`services`' field→message map, as ninja-style locs (config paths are dotted: "a.b")."""
+    errors = []
+    for field, msg in (exc.errors or {"config": str(exc)}).items():
+        if field == "model":
+            loc: list[str | int] = ["body", "model"]
+        elif field in ("config", "config_override"):
+            loc = ["body", "config"]
+        else:
+            loc = ["body", "config", *(int(p) if p.isdigit() else p for p in field.split("."))]
+        errors.append(_error(loc, msg))
+    return errors
+
+
+def _precheck(fields: JobFieldsIn) -> None:
+    """Refuse what `create_job` would refuse anyway before downloading anything for it."""
+    if not settings.REPLICATE_API_TOKEN:
+        raise HttpError(503, str(ReplicateNotConfigured()))
+    try:
+        get_spec(fields.model)
+    except UnknownModelError as exc:
+        raise _invalid(_error(["body", "model"], str(exc))) from None
+
+
+# --- response building --------------------------------------------------------------------------
+
+
+def _url(request: HttpRequest, file: FieldFile) -> str | None:
+    # Absolute storage URLs (S3, GCS) pass through build_absolute_uri unchanged.
+    return request.build_absolute_uri(file.url) if file else None
+
+
+def _attempt_out(attempt: Attempt) -> dict[str, Any]:
+    return {
+        "number": attempt.number,
+        "state": attempt.state,
+        "error": attempt.error,
+        "error_class": attempt.error_class,
+        "config_version": attempt.config_version.number if attempt.config_version_id else None,
+        "config_source": attempt.config_source,
+        "prediction_id": attempt.prediction_id,
+        "predict_time": attempt.predict_time,
+        "cost": float(attempt.cost) if attempt.cost is not None else None,
+        "created_at": attempt.created_at,
+        "submitted_at": attempt.submitted_at,
+        "finished_at": attempt.finished_at,
+    }
+
+
+def _job_out(request: HttpRequest, job_id: int) -> dict[str, Any]:
+    """The job read fresh (status derived in SQL), with its attempts and stored outputs."""
+    job = selectors.get_job(job_id)
+    attempts = job.attempts.select_related("config_version").order_by("number")
+    return {
+        "id": job.pk,
+        "uid": job.uid,
+        "status": job.derived_status,
+        "model": job.model_slug,
+        "room_type": job.room_type,
+        "style": job.style,
+        "instructions": job.instructions,
+        "seed": job.seed,
+        "config_override": job.config_override,
+        "photo": {"url": _url(request, job.photo), "width": job.photo_width, "height": job.photo_height},
+        "created_at": job.created_at,
+        "updated_at": job.updated_at,
+        "attempts": [_attempt_out(attempt) for attempt in attempts],
+        "outputs": [
+            {
+                "index": image.index,
+                "url": _url(request, image.file),
+                "thumbnail_url": _url(request, image.thumbnail),
+                "content_type": image.content_type,
+                "width": image.width,
+                "height": image.height,
+                "size": image.size,
+                "checksum": image.checksum,
+            }
+            for image in selectors.outputs_of(job)
+        ],
+    }
+
+
+def _existing(job_id: int) -> None:
+    if not StagingJob.objects.filter(pk=job_id).exists():
+        raise HttpError(404, f"No job {job_id}.")
+
+
+# --- endpoints ----------------------------------------------------------------------------------
+
+
+@router.post(
+    "",
+    response={201: JobOut, 422: ValidationErrorOut, 503: ErrorOut},
+    summary="Create a staging job from an upload or an image URL",
+    openapi_extra=CREATE_JOB_OPENAPI,
+)
+def create_job(request: HttpRequest) -> Status:
+    """multipart/form-data with an `image` file, or JSON with `image_url`; the same fields otherwise."""
+    require_perm(request, ADD_PERM)
+    content_type = (request.content_type or "").lower()
+    image_loc = "image"
+    if content_type == "multipart/form-data":
+        fields, image_file = _parse_multipart(request)
+        _precheck(fields)
+    elif content_type == "application/json":
+        payload = _parse_json(request)
+        fields, image_loc = payload, "image_url"
+        _precheck(fields)
+        try:
+            image_file = io.BytesIO(fetch.fetch_image(payload.image_url))
+        except fetch.FetchRefused as exc:
+            raise _invalid(_error(["body", "image_url"], str(exc))) from None
+    else:
+        raise _invalid(
+            _error(["body"], "Send multipart/form-data with an `image` file, or application/json with `image_url`.")
+        )
+    try:
+        job = services.create_job(
+            image_file,
+            fields.model,
+            room_type=fields.room_type,
+            style=fields.style,
+            instructions=fields.instructions,
+            seed=fields.seed,
+            config_override=fields.config,
+        )
+    except ImageRejected as exc:
+        raise _invalid(_error(["body", image_loc], str(exc))) from None
+    except JobInputError as exc:
+        raise _invalid(*_job_input_errors(exc)) from None
+    except ReplicateNotConfigured as exc:  # the token went away since the precheck
+        raise HttpError(503, str(exc)) from None
+    return Status(201, _job_out(request, job.pk))
+
+
+@router.get("/{int:job_id}", response={200: JobOut, 404: ErrorOut}, summary="A job, its attempts and outputs")
+def get_job(request: HttpRequest, job_id: int) -> dict[str, Any]:
+    require_perm(request, *VIEW_PERMS)
+    _existing(job_id)
+    return _job_out(request, job_id)
+
+
+@router.post(
+    "/{int:job_id}/reprocess",
+    response={202: AttemptOut, 404: ErrorOut, 409: ErrorOut, 422: ValidationErrorOut},
+    summary="Add a new attempt to a finished job",
+    openapi_extra=REPROCESS_OPENAPI,
+)
+def reprocess(request: HttpRequest, job_id: int) -> Status:
+    """A new paid attempt, optionally with a new config override; 409 while an attempt is in progress.
+
+    The body is optional (a bare POST is the common case), so it is parsed here, after the permission
+    check, rather than by ninja (which would refuse an empty non-JSON body before the handler runs).
+    """
+    require_perm(request, CHANGE_PERM)
+    _existing(job_id)
+    payload = _parse_reprocess(request)
+    try:
+        attempt = services.retry_job(job_id, payload.config)
+    except JobInputError as exc:
+        if not exc.errors:  # the only field-less JobInputError: an attempt is still in progress
+            return Status(409, {"detail": str(exc)})
+        raise _invalid(*_job_input_errors(exc)) from None
+    attempt.refresh_from_db()  # with a synchronous queue it may have moved on already
+    return Status(202, _attempt_out(attempt))

@@ -1,0 +1,136 @@
+"""Request and response schemas of the jobs API (`staging/api.py`).
+
+Outputs list only what a client needs to follow a job: never an attempt's webhook token, the exact
+Replicate input (it can hold a signed storage URL) or anything else that works as a credential.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from ninja import Schema
+from pydantic import ConfigDict, Field
+
+MAX_SEED = 2**63 - 1  # StagingJob.seed is a BigIntegerField
+
+
+class JobFieldsIn(Schema):
+    """The job parameters, the same for an upload (form fields) and a JSON body."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(min_length=1, max_length=100, description="A registered model slug, e.g. flux-kontext-pro.")
+    room_type: str = Field("room", max_length=100)
+    style: str = Field("modern", max_length=100)
+    instructions: str = Field("", max_length=2000, description="Free text added to the prompt.")
+    seed: int | None = Field(None, ge=0, le=MAX_SEED, description="Used unless the config sets its own seed.")
+    config: dict[str, Any] | None = Field(
+        None, description="A partial config override for this job; keys left out take the active version's values."
+    )
+
+
+class JobJsonIn(JobFieldsIn):
+    """`application/json`: the photo is downloaded from `image_url` (public http/https only)."""
+
+    image_url: str = Field(min_length=1, max_length=2000)
+
+
+class ReprocessIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    config: dict[str, Any] | None = Field(
+        None,
+        description="Replaces the job's stored override for this and later attempts ({} clears it); "
+        "omit to keep the stored one.",
+    )
+
+
+class AttemptOut(Schema):
+    number: int
+    state: str
+    error: str
+    error_class: str
+    config_version: int | None = Field(description="The config version number used; null for code defaults.")
+    config_source: str
+    prediction_id: str | None
+    predict_time: float | None
+    cost: float | None = Field(description="USD, known once the attempt succeeded.")
+    created_at: datetime
+    submitted_at: datetime | None
+    finished_at: datetime | None
+
+
+class OutputOut(Schema):
+    index: int
+    url: str
+    thumbnail_url: str | None
+    content_type: str
+    width: int
+    height: int
+    size: int
+    checksum: str = Field(description="SHA-256 of the stored file.")
+
+
+class PhotoOut(Schema):
+    url: str
+    width: int
+    height: int
+
+
+class JobOut(Schema):
+    id: int
+    uid: UUID
+    status: str = Field(description="queued, running, succeeded, failed or canceled (from the latest attempt).")
+    model: str
+    room_type: str
+    style: str
+    instructions: str
+    seed: int | None
+    config_override: dict[str, Any] | None
+    photo: PhotoOut
+    created_at: datetime
+    updated_at: datetime
+    attempts: list[AttemptOut]
+    outputs: list[OutputOut] = Field(description="Stored files of the latest succeeded attempt.")
+
+
+class ErrorOut(Schema):
+    detail: str
+
+
+class FieldErrorOut(Schema):
+    loc: list[str | int] = Field(description='Where: ["body", field, ...] (config paths continue the list).')
+    msg: str
+    type: str
+
+
+class ValidationErrorOut(Schema):
+    detail: list[FieldErrorOut]
+
+
+# The two request bodies `POST /jobs` accepts, for the OpenAPI document (the handler parses them itself).
+_FIELDS = JobFieldsIn.model_json_schema()["properties"]
+CREATE_JOB_OPENAPI: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["image", "model"],
+                    "properties": {
+                        "image": {"type": "string", "format": "binary", "description": "JPEG, PNG or WebP."},
+                        **{name: prop for name, prop in _FIELDS.items() if name != "config"},
+                        "config": {"type": "string", "description": "A JSON object: the config override."},
+                    },
+                }
+            },
+            "application/json": {"schema": JobJsonIn.model_json_schema()},
+        },
+    }
+}
+REPROCESS_OPENAPI: dict[str, Any] = {
+    "requestBody": {"required": False, "content": {"application/json": {"schema": ReprocessIn.model_json_schema()}}}
+}
