@@ -29,7 +29,7 @@ from models_config.auth import api_auth, require_perm
 from models_config.registry import UnknownModelError, get_spec
 
 from . import fetch, selectors, services
-from .errors import ImageRejected, JobInputError, ReplicateNotConfigured
+from .errors import ImageRejected, JobBusyError, JobInputError, ReplicateNotConfigured
 from .models import Attempt, StagingJob
 from .schemas import (
     CREATE_JOB_OPENAPI,
@@ -281,9 +281,9 @@ def reprocess(request: HttpRequest, job_id: int) -> Status:
     payload = _parse_reprocess(request)
     try:
         attempt = services.retry_job(job_id, payload.config)
+    except JobBusyError as exc:
+        return Status(409, {"detail": str(exc)})
     except JobInputError as exc:
-        if not exc.errors:  # the only field-less JobInputError: an attempt is still in progress
-            return Status(409, {"detail": str(exc)})
         raise _invalid(*_job_input_errors(exc)) from None
     attempt.refresh_from_db()  # with a synchronous queue it may have moved on already
     return Status(202, _attempt_out(attempt))

@@ -31,6 +31,10 @@ class JobInputError(StagingError):
         self.errors = errors or {}  # field -> message, for per-field API answers
 
 
+class JobBusyError(JobInputError):
+    """The job still has an attempt in progress: wait for it or cancel it first (HTTP 409)."""
+
+
 class ReplicateNotConfigured(ImproperlyConfigured):
     """No API token: staging refuses to start work."""
 

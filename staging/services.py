@@ -33,7 +33,15 @@ from models_config.registry import UnknownModelError, get_spec
 from models_config.selectors import get_active_config
 
 from . import gateway, images, storage
-from .errors import PERMANENT, TRANSIENT, GatewayError, JobInputError, ReplicateNotConfigured, classify_prediction_error
+from .errors import (
+    PERMANENT,
+    TRANSIENT,
+    GatewayError,
+    JobBusyError,
+    JobInputError,
+    ReplicateNotConfigured,
+    classify_prediction_error,
+)
 from .models import Attempt, StagingJob
 
 logger = logging.getLogger(__name__)
@@ -130,13 +138,13 @@ def retry_job(job_id: int, config_override: Mapping[str, Any] | None = None) -> 
     """Add a new attempt to a finished job (failed, canceled, or succeeded to reprocess) and queue it.
 
     `config_override`, when given, replaces the job's stored override for this and later attempts.
-    Raises `JobInputError` while the job still has an attempt in progress.
+    Raises `JobBusyError` while the job still has an attempt in progress.
     """
     with transaction.atomic():
         job = StagingJob.objects.select_for_update().get(pk=job_id)
         latest = job.attempts.order_by("-number").first()
         if latest is not None and not latest.is_terminal:
-            raise JobInputError(f"Job {job_id} is still {latest.state}; cancel it or wait before retrying.")
+            raise JobBusyError(f"Job {job_id} is still {latest.state}; cancel it or wait before retrying.")
         if config_override is not None:
             try:
                 get_spec(job.model_slug).resolve_config(
