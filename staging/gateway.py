@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -31,7 +32,8 @@ WEBHOOK_EVENTS = ["start", "completed"]
 
 _local = threading.local()
 _secret_lock = threading.Lock()
-_secret_cache: dict[tuple[str, str], str] = {}
+_secret_cache: dict[tuple[str, str], tuple[str, float]] = {}  # key -> (secret, fetched at)
+SECRET_REFRESH_SECONDS = 60.0
 
 
 def get_client() -> replicate.Client:
@@ -133,12 +135,19 @@ def upload_file(fileobj: IO[bytes], filename: str, content_type: str) -> str:
     return created.urls["get"]
 
 
-def webhook_secret() -> str:
-    """`REPLICATE_WEBHOOK_SECRET`, else the account's secret fetched once from the API and cached."""
+def webhook_secret(*, refresh: bool = False) -> str:
+    """`REPLICATE_WEBHOOK_SECRET`, else the account's secret fetched from the API and cached.
+
+    `refresh` fetches it again (at most once a minute, so forged webhooks cannot make us hammer the
+    API): a signature that fails against the cached secret may mean the secret was rotated.
+    """
     if settings.REPLICATE_WEBHOOK_SECRET:
         return settings.REPLICATE_WEBHOOK_SECRET
     key = (settings.REPLICATE_BASE_URL, settings.REPLICATE_API_TOKEN)
     with _secret_lock:
-        if key not in _secret_cache:
-            _secret_cache[key] = _get_json("/v1/webhooks/default/secret", "fetch the webhook secret")["key"]
-        return _secret_cache[key]
+        cached = _secret_cache.get(key)
+        stale = refresh and cached is not None and time.monotonic() - cached[1] > SECRET_REFRESH_SECONDS
+        if cached is None or stale:
+            secret = _get_json("/v1/webhooks/default/secret", "fetch the webhook secret")["key"]
+            cached = _secret_cache[key] = (secret, time.monotonic())
+        return cached[0]

@@ -29,6 +29,7 @@ from .models import WebhookDelivery
 
 logger = logging.getLogger(__name__)
 TOLERANCE_SECONDS = 300
+MISMATCH = "signature does not match"
 
 
 class SignatureError(Exception):
@@ -65,7 +66,23 @@ def verify_signature(headers, body: bytes, secret: str, *, now: float | None = N
             continue
         if hmac.compare_digest(candidate, expected):
             return msg_id
-    raise SignatureError("signature does not match")
+    raise SignatureError(MISMATCH)
+
+
+def _verify(request: HttpRequest, secret: str) -> str:
+    """Verify; on a mismatch try a freshly fetched secret once, in case it was rotated."""
+    try:
+        return verify_signature(request.headers, request.body, secret)
+    except SignatureError as exc:
+        if exc.status != 401 or str(exc) != MISMATCH:
+            raise
+        try:
+            fresh = gateway.webhook_secret(refresh=True)
+        except GatewayError:
+            raise exc from None
+        if fresh == secret:
+            raise
+        return verify_signature(request.headers, request.body, fresh)
 
 
 @csrf_exempt
@@ -77,7 +94,7 @@ def replicate_webhook(request: HttpRequest) -> JsonResponse:
         logger.error("Webhook rejected: cannot get the webhook secret: %s", exc)
         return JsonResponse({"error": "webhook secret unavailable"}, status=503)
     try:
-        msg_id = verify_signature(request.headers, request.body, secret)
+        msg_id = _verify(request, secret)
     except SignatureError as exc:
         logger.warning("Webhook rejected (%s): %s", exc.status, exc)
         return JsonResponse({"error": str(exc)}, status=exc.status)

@@ -28,11 +28,19 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: N
 
 
 @pytest.fixture(autouse=True)
-def _fresh_config_cache():
-    """Each test starts with an empty per-process config cache, as a new worker would."""
+def _fresh_process_caches():
+    """Each test starts with empty per-process caches, as a new worker would.
+
+    The webhook secret is cached per (API URL, token); emulators of earlier tests may have had the
+    same URL (a reused port) with another secret.
+    """
+    from staging import gateway
+
     selectors.invalidate()
+    gateway._secret_cache.clear()
     yield
     selectors.invalidate()
+    gateway._secret_cache.clear()
 
 
 @pytest.fixture
