@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -135,6 +136,24 @@ def poll_in_flight(now: datetime | None = None) -> dict[str, int]:
             async_task("staging.tasks.collect_outputs", attempt_id)
             counts["collect_requeued"] += 1
     return counts
+
+
+def poll_while_in_flight(window: float, interval: float) -> dict[str, int]:
+    """Poller ticks every `interval` seconds for up to `window` seconds, while anything is in flight.
+
+    Without webhooks, polling is the only way to hear that a prediction finished, and django-q runs
+    schedules at most once a minute: one tick a minute would add up to a minute to every job. So the
+    scheduled task keeps polling while predictions are running, then returns (and frees its worker).
+    """
+    give_up_at = time.monotonic() + window
+    totals = poll_in_flight()
+    while time.monotonic() + interval < give_up_at:
+        if not selectors.attempts_to_poll(timezone.now()).exists():
+            break
+        time.sleep(interval)
+        for name, count in poll_in_flight().items():
+            totals[name] = totals.get(name, 0) + count
+    return totals
 
 
 def enforce_deadlines(now: datetime | None = None) -> int:

@@ -6,6 +6,7 @@ delivered twice, or run concurrently with itself, does no harm.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django_q.models import Schedule
 
 from . import collect, reconcile, services
@@ -27,7 +28,11 @@ def collect_outputs(attempt_id: int) -> None:
 
 
 def poll_in_flight() -> dict[str, int]:
-    return reconcile.poll_in_flight()
+    if settings.STAGING_PUBLIC_URL:  # webhooks report progress: only late ones need a look, once
+        return reconcile.poll_in_flight()
+    return reconcile.poll_while_in_flight(
+        window=settings.STAGING_POLL_WINDOW_SECONDS, interval=settings.STAGING_POLL_INTERVAL_SECONDS
+    )
 
 
 def enforce_deadlines() -> int:

@@ -148,6 +148,10 @@ STAGING_RETRY_MAX_SECONDS = env.float("STAGING_RETRY_MAX_SECONDS", default=300.0
 STAGING_ATTEMPT_DEADLINE_SECONDS = env.int("STAGING_ATTEMPT_DEADLINE_SECONDS", default=20 * 60)
 # The poller reads predictions whose webhook is this late (all of them when STAGING_PUBLIC_URL is unset).
 STAGING_POLL_AFTER_SECONDS = env.int("STAGING_POLL_AFTER_SECONDS", default=60)
+# Without webhooks, the scheduled poll keeps polling every INTERVAL for up to WINDOW seconds while
+# predictions are in flight (the window stays inside the queue's 60 s task timeout).
+STAGING_POLL_INTERVAL_SECONDS = env.float("STAGING_POLL_INTERVAL_SECONDS", default=3.0)
+STAGING_POLL_WINDOW_SECONDS = env.float("STAGING_POLL_WINDOW_SECONDS", default=45.0)
 # An attempt "submitting" without a prediction id this long is reconciled against Replicate's list;
 # must exceed the create request's timeout so a create still in flight is never mistaken for lost.
 STAGING_RECONCILE_AFTER_SECONDS = env.int("STAGING_RECONCILE_AFTER_SECONDS", default=90)
