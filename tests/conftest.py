@@ -11,7 +11,7 @@ from django.db import connection
 
 from models_config import selectors
 
-pytest_plugins = ["tests.fixtures.emulator"]
+pytest_plugins = ["tests.fixtures.emulator", "tests.fixtures.pipeline"]
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -18,7 +18,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.test import Client
-from django_q.conf import Conf
 from PIL import Image
 
 from models_config import services as config_services
@@ -69,21 +68,11 @@ def _loopback_only(monkeypatch) -> list[object]:
 
 
 @pytest.fixture
-def pipeline(settings, emulator, monkeypatch):
-    """Settings pointing the pipeline at a fresh emulator, polling mode, tasks run inline, no backoff."""
-    settings.REPLICATE_API_TOKEN = emulator.api_token
-    settings.REPLICATE_BASE_URL = emulator.base_url
-    settings.REPLICATE_WEBHOOK_SECRET = ""
-    settings.REPLICATE_OUTPUT_HOSTS = ["replicate.delivery", "*.replicate.delivery", "127.0.0.1"]
-    settings.STAGING_PUBLIC_URL = ""
-    settings.STAGING_RETRY_BASE_SECONDS = 0
-    settings.STAGING_POLL_AFTER_SECONDS = 0
-    settings.STAGING_RECONCILE_AFTER_SECONDS = 0
-    settings.STAGING_MAX_ATTEMPTS = 3
+def pipeline(pipeline, settings):
+    """The shared pipeline settings, with image URLs held to public addresses and config rows stored."""
     settings.STAGING_FETCH_ALLOW_PRIVATE = False
-    monkeypatch.setattr(Conf, "SYNC", True)
     config_services.ensure_config_rows()
-    return emulator
+    return pipeline
 
 
 def _staff(username: str, *codenames: str, **extra) -> User:

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django_q.conf import Conf
 from PIL import Image
 
 from staging import services
@@ -38,16 +37,9 @@ def photo_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def emulated(settings, emulator, monkeypatch):
+def emulated(pipeline):
     """This process's settings pointed at the emulator (polling mode), queue tasks run inline."""
-    settings.REPLICATE_API_TOKEN = emulator.api_token
-    settings.REPLICATE_BASE_URL = emulator.base_url
-    settings.REPLICATE_WEBHOOK_SECRET = ""
-    settings.REPLICATE_OUTPUT_HOSTS = ["replicate.delivery", "*.replicate.delivery", "127.0.0.1"]
-    settings.STAGING_PUBLIC_URL = ""
-    settings.STAGING_RETRY_BASE_SECONDS = 0
-    monkeypatch.setattr(Conf, "SYNC", True)
-    return emulator
+    return pipeline
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from collections.abc import Callable
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django_q.conf import Conf
 from PIL import Image
 
 from staging import reconcile, services
@@ -23,22 +22,6 @@ def image_bytes(fmt: str = "JPEG", size: tuple[int, int] = (64, 48), color=(200,
 
 def upload(data: bytes | None = None, name: str = "room.jpg") -> SimpleUploadedFile:
     return SimpleUploadedFile(name, image_bytes() if data is None else data, content_type="image/jpeg")
-
-
-@pytest.fixture
-def pipeline(settings, emulator, monkeypatch):
-    """Settings pointing the pipeline at a fresh emulator, polling mode, tasks run inline, no backoff."""
-    settings.REPLICATE_API_TOKEN = emulator.api_token
-    settings.REPLICATE_BASE_URL = emulator.base_url
-    settings.REPLICATE_WEBHOOK_SECRET = ""
-    settings.REPLICATE_OUTPUT_HOSTS = ["replicate.delivery", "*.replicate.delivery", "127.0.0.1"]
-    settings.STAGING_PUBLIC_URL = ""
-    settings.STAGING_RETRY_BASE_SECONDS = 0
-    settings.STAGING_POLL_AFTER_SECONDS = 0
-    settings.STAGING_RECONCILE_AFTER_SECONDS = 0
-    settings.STAGING_MAX_ATTEMPTS = 3
-    monkeypatch.setattr(Conf, "SYNC", True)
-    return emulator
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from models_config.registry import REGISTRY
 from staging import reprocessing, services
 from staging.errors import JobInputError
+from staging.management.options import parse_config_option
 
 
 def _date(value: str) -> date:
@@ -56,7 +57,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         since = _date(options["since"]) if options["since"] else None
-        override = _parse_config(options["config"])
+        override = parse_config_option(options["config"])
         ids = options["job_ids"]
         try:
             jobs = list(reprocessing.select_jobs(ids, model=options["model"], status=options["status"], since=since))
@@ -128,15 +129,3 @@ class Command(BaseCommand):
                 self.stdout.write(stored)
         if failed:
             raise CommandError(f"{len(failed)} job(s) did not succeed: {', '.join(map(str, failed))}.")
-
-
-def _parse_config(raw: str | None) -> dict[str, Any] | None:
-    if raw is None:
-        return None
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise CommandError(f"--config is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).") from None
-    if not isinstance(value, dict):
-        raise CommandError("--config must be a JSON object.")
-    return value

@@ -9,7 +9,6 @@ bundled Replicate emulator in this process; since it lives only as long as the c
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 from pathlib import Path
@@ -21,6 +20,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from models_config.registry import REGISTRY
 from staging import reprocessing, services
 from staging.errors import ImageRejected, JobInputError, ReplicateNotConfigured
+from staging.management.options import parse_config_option
 from staging.models import Attempt
 
 NO_TOKEN = (
@@ -64,7 +64,7 @@ class Command(BaseCommand):
             raise CommandError(f"No such image file: {path}")
         if options["model"] not in REGISTRY:
             raise CommandError(f"Unknown model '{options['model']}'; known models: {', '.join(REGISTRY)}.")
-        override = _parse_config(options["config"])
+        override = parse_config_option(options["config"])
         if options["timeout"] <= 0:
             raise CommandError("--timeout must be a positive number of seconds.")
         if not settings.REPLICATE_API_TOKEN and not options["emulator"]:
@@ -132,18 +132,6 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"Job {job_id} succeeded{cost}. Outputs:"))
         for stored in outcome.paths:
             self.stdout.write(stored)
-
-
-def _parse_config(raw: str | None) -> dict[str, Any] | None:
-    if raw is None:
-        return None
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise CommandError(f"--config is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).") from None
-    if not isinstance(value, dict):
-        raise CommandError('--config must be a JSON object, e.g. \'{"aspect_ratio": "16:9"}\'.')
-    return value
 
 
 def _start_emulator(latency: float) -> tuple[Any, dict[str, Any]]:
