@@ -8,7 +8,6 @@ SIGTERM (LIBRARY-NOTES.md), so every child gets a grace period and then SIGKILL.
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import socket
 import subprocess
@@ -20,6 +19,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 GRACE_SECONDS = 8.0
+EMULATOR_TOKEN = "r8_emulator"
 
 
 class Command(BaseCommand):
@@ -62,7 +62,9 @@ class Command(BaseCommand):
     ) -> subprocess.Popen[bytes]:
         emulator_port = options["emulator_port"]
         _require_free_port("127.0.0.1", emulator_port, "the Replicate emulator", "--emulator-port")
-        token = "r8_emulator_" + secrets.token_hex(8)
+        # The emulator's well-known dev token: not a secret, and lets `manage.py stage` in another
+        # terminal use the running emulator with `REPLICATE_API_TOKEN=r8_emulator`.
+        token = EMULATOR_TOKEN
         base_url = f"http://127.0.0.1:{emulator_port}"
         env["REPLICATE_API_TOKEN"] = token
         env["REPLICATE_BASE_URL"] = base_url
