@@ -118,6 +118,11 @@ class StagingJobAdmin(admin.ModelAdmin):
         "updated_at",
     )
 
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None):
+        """Every field is read-only (jobs change through actions), so offer no save buttons."""
+        extra_context = {**(extra_context or {}), "show_save": False, "show_save_and_continue": False}
+        return super().change_view(request, object_id, form_url, extra_context)
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[StagingJob]:
         return selectors.with_status(super().get_queryset(request))
 

@@ -63,6 +63,7 @@ def test_detail_shows_original_outputs_and_attempt_input(staff: Client, jobs) ->
     assert attempt.prediction_id in html
     assert attempt.token not in html  # the webhook credential is never shown
     assert "0.0400" in html  # cost
+    assert 'name="_save"' not in html and 'name="_continue"' not in html  # read-only: no save buttons
     failed_page = staff.get(reverse("admin:staging_stagingjob_change", args=[jobs["failed"].pk])).content.decode()
     assert "The prediction failed: E1234" in failed_page and "Permanent" in failed_page
 
