@@ -7,6 +7,7 @@ SIGTERM (LIBRARY-NOTES.md), so every child gets a grace period and then SIGKILL.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -37,6 +38,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        # A supervisor's SIGTERM stops everything the same way as Ctrl-C.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
         host, port = options["host"], options["port"]
         _require_free_port(host, port, "the web server", "--port")
         env = os.environ.copy()
@@ -45,8 +48,8 @@ class Command(BaseCommand):
             if not settings.REPLICATE_API_TOKEN:
                 children.append(("emulator", self._start_emulator(env, host, port, options)))
             manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
-            children.append(("qcluster", subprocess.Popen([*manage, "qcluster"], env=env)))
-            children.append(("web", subprocess.Popen([*manage, "runserver", f"{host}:{port}", "--noreload"], env=env)))
+            children.append(("qcluster", _spawn([*manage, "qcluster"], env)))
+            children.append(("web", _spawn([*manage, "runserver", f"{host}:{port}", "--noreload"], env)))
             self.stdout.write(
                 self.style.SUCCESS(f"Admin: http://{host}:{port}/admin/   API: http://{host}:{port}/api/v1/docs")
             )
@@ -55,6 +58,7 @@ class Command(BaseCommand):
         except KeyboardInterrupt:
             self.stdout.write("\nStopping…")
         finally:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not abandon the children
             _stop_all(children)
 
     def _start_emulator(
@@ -70,7 +74,7 @@ class Command(BaseCommand):
         env["REPLICATE_BASE_URL"] = base_url
         # Let the emulator call our webhook and fetch our photos, as Replicate would.
         env.setdefault("STAGING_PUBLIC_URL", f"http://{host}:{port}")
-        proc = subprocess.Popen(
+        proc = _spawn(
             [
                 sys.executable,
                 "-m",
@@ -84,8 +88,7 @@ class Command(BaseCommand):
                 "--latency",
                 str(options["emulator_latency"]),
             ],
-            env=env,
-            cwd=settings.BASE_DIR,
+            env,
         )
         self.stdout.write(f"No REPLICATE_API_TOKEN set: using the bundled Replicate emulator at {base_url}")
         return proc
@@ -105,14 +108,23 @@ def _wait_for_first_exit(children: list[tuple[str, subprocess.Popen[bytes]]]) ->
         time.sleep(0.5)
 
 
+def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """A child in its own process group, so stopping it also stops the workers it forks (qcluster)."""
+    return subprocess.Popen(args, env=env, cwd=settings.BASE_DIR, start_new_session=True)
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+
+
 def _stop_all(children: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
+    """SIGTERM every child's group, then SIGKILL whatever is left after the grace period."""
     for _, proc in children:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+        _signal_group(proc, signal.SIGTERM)
     deadline = time.monotonic() + GRACE_SECONDS
     for _, proc in children:
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _signal_group(proc, signal.SIGKILL)  # also reaps a group whose leader has already exited
+        proc.wait()
