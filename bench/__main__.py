@@ -7,7 +7,7 @@ import os
 import sys
 import tempfile
 
-BENCHMARKS = ["config_read", "pipeline"]
+BENCHMARKS = ["config_read", "pipeline", "soak"]
 
 
 def main(argv: list[str]) -> int:

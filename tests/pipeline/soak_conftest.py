@@ -1,0 +1,300 @@
+"""The soak under faults, shared by `test_soak.py` and `bench/soak.py`: the scenario and its invariants.
+
+One module for both, so the test and the benchmark prove the same promises (DESIGN.md "Targets" and
+"Never pay twice") against the same fault mix; they differ only in size and in how they report. No
+pytest here: the benchmark imports it too.
+
+Why a "tick": django-q2 runs schedules from a 30 s loop and ours are once a minute, so a lost webhook
+or a 429's wait would cost a minute or more each. The driver enqueues the scheduled task functions
+itself every few seconds (the same functions, run by the real workers); the real schedules stay on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django_q.models import Task
+from django_q.tasks import async_task
+
+from models_config.registry import REGISTRY
+from replicate_emulator import Emulator
+from replicate_emulator.faults import E005
+from replicate_emulator.store import attempt_token
+from staging import services
+from staging.models import Attempt, StagingJob
+
+SEED = int(os.environ.get("SOAK_SEED", "20261124"))  # the dice are fixed; thread timing still varies the order
+LATENCY, JITTER = 0.3, 0.7  # each prediction takes 0.3-1.0 s
+THROTTLE_RESET = 1  # seconds a 429 names; the retry must wait at least this long
+MAX_ATTEMPTS = 3
+# The qcluster child's pipeline settings (as env strings); the driver's own process, which serves the
+# webhooks and so also fails attempts and schedules retries, must use the same values.
+PIPELINE_SETTINGS: dict[str, int] = {
+    "STAGING_RETRY_BASE_SECONDS": 0,  # transient failures retry at once; a 429 still waits its reset
+    "STAGING_POLL_AFTER_SECONDS": 2,  # a prediction silent this long is polled (its webhook was lost)
+    "STAGING_RECONCILE_AFTER_SECONDS": 5,  # creates here answer in milliseconds
+    "STAGING_MAX_ATTEMPTS": MAX_ATTEMPTS,
+}
+FAULT_RATES: dict[str, float] = {
+    "fail_rate": 0.10,  # E6716, transient: a new attempt
+    "moderate_rate": 0.05,  # E005, permanent: the job fails, no retry
+    "create_503_rate": 0.10,
+    "create_429_rate": 0.05,
+    "drop_after_create_rate": 0.05,  # created, but the answer is lost: reconcile must adopt it
+    "webhook_lost_rate": 0.20,
+    "webhook_duplicate_rate": 0.20,
+}
+# One of each up front, so every kind is injected in every run whatever the dice say.
+FAULT_FLOOR: dict[str, int] = {
+    "moderate": 1,
+    "fail_predictions": 1,
+    "create_429": 1,
+    "create_503": 1,
+    "drop_after_create": 1,
+    "webhook_lost": 1,
+    "webhook_duplicate": 1,
+}
+FAULTS: dict[str, Any] = {**FAULT_RATES, **FAULT_FLOOR, "throttle_reset_seconds": THROTTLE_RESET}
+TICK_TASKS = ("staging.tasks.poll_in_flight", "staging.tasks.retry_due", "staging.tasks.enforce_deadlines")
+RATE_LIMIT_MARK = "rate limit"  # in the message of an attempt failed by a 429 (staging.errors)
+LOST_CREATE_MARK = "The request creating the prediction was lost"  # reconcile's "lost" failure
+
+
+def make_emulator(api_token: str, *, seed: int = SEED) -> Emulator:
+    """A seeded emulator (not started) with jittered predictions and fast webhook redelivery, no faults yet."""
+    return Emulator(api_token=api_token, latency=LATENCY, jitter=JITTER, seed=seed, webhook_backoff=0.05)
+
+
+def pipeline_env() -> dict[str, str]:
+    return {name: str(value) for name, value in PIPELINE_SETTINGS.items()}
+
+
+def create_jobs(count: int, photo: bytes) -> list[int]:
+    """`count` jobs, round-robin over every registry model; returns their ids."""
+    slugs = list(REGISTRY)
+    ids = []
+    for i in range(count):
+        upload = SimpleUploadedFile(f"room{i}.jpg", photo, content_type="image/jpeg")
+        ids.append(services.create_job(upload, slugs[i % len(slugs)], style=f"style {i}").pk)
+    return ids
+
+
+def tick() -> None:
+    """One round of the scheduled tasks, queued for the real workers (see the module docstring)."""
+    for func in TICK_TASKS:
+        async_task(func)
+
+
+def open_jobs(job_ids: Iterable[int]) -> int:
+    return Attempt.objects.filter(job_id__in=list(job_ids)).exclude(state__in=Attempt.TERMINAL).count()
+
+
+def wait_terminal(job_ids: list[int], timeout: float, tick_every: float) -> float | None:
+    """Seconds until every attempt of the jobs is terminal (None on timeout), ticking every `tick_every` s."""
+    began = time.monotonic()
+    next_tick = began + tick_every
+    while time.monotonic() - began < timeout:
+        if open_jobs(job_ids) == 0:
+            return time.monotonic() - began
+        if tick_every > 0 and time.monotonic() >= next_tick:
+            tick()
+            next_tick = time.monotonic() + tick_every
+        time.sleep(0.2)
+    return None
+
+
+@dataclass
+class Prediction:
+    """What the emulator (Replicate) knows about one prediction: the truth the service is checked against."""
+
+    id: str
+    token: str
+    status: str
+    error: str | None
+    outputs: list[bytes | None]
+
+
+def emulator_predictions(emu: Emulator) -> dict[str, Prediction]:
+    with emu.store.lock:
+        return {
+            r.id: Prediction(
+                r.id,
+                attempt_token(r.webhook),
+                r.status,
+                r.error,
+                [(emu.store.outputs.get(key) or (None,))[0] for key in r.output_keys],
+            )
+            for r in emu.store.predictions.values()
+        }
+
+
+@dataclass
+class Findings:
+    violations: list[str] = field(default_factory=list)
+    jobs_by_status: Counter[str] = field(default_factory=Counter)
+    attempts_by_state: Counter[str] = field(default_factory=Counter)
+    creates: int = 0
+    max_creates_per_token: int = 0
+    orphans: int = 0  # predictions whose attempt was given up first, and that were canceled at Replicate
+    moderated: int = 0
+    retried_jobs: int = 0
+    retried_and_succeeded: int = 0
+    outputs_checked: int = 0
+    task_failures: int = 0
+    faults: dict[str, int] = field(default_factory=dict)
+    webhooks: tuple[int, int] = (0, 0)
+    latencies: list[float] = field(default_factory=list)  # succeeded jobs: created -> outputs stored
+
+    def fail(self, message: str) -> None:
+        self.violations.append(message)
+
+
+def _check_outputs(attempt: Attempt, truth: Prediction, found: Findings) -> None:
+    """Replicate says succeeded: the attempt succeeded and every output is stored, byte for byte."""
+    if attempt.state != Attempt.State.SUCCEEDED:
+        found.fail(f"attempt {attempt.pk}: prediction {truth.id} succeeded but the attempt is {attempt.state}")
+        return
+    images = list(attempt.images.order_by("index"))
+    if [image.index for image in images] != list(range(len(truth.outputs))):
+        found.fail(f"attempt {attempt.pk}: stored outputs {[i.index for i in images]}, Replicate made {truth.outputs}")
+        return
+    for image, expected in zip(images, truth.outputs, strict=True):
+        path = Path(image.file.path)
+        data = path.read_bytes() if path.is_file() else None
+        if data is None:
+            found.fail(f"attempt {attempt.pk}: output {image.index} file {path} is missing")
+        elif hashlib.sha256(data).hexdigest() != image.checksum or len(data) != image.size:
+            found.fail(f"attempt {attempt.pk}: output {image.index} bytes do not match the stored checksum/size")
+        elif expected is not None and data != expected:
+            found.fail(f"attempt {attempt.pk}: output {image.index} differs from the bytes Replicate served")
+        else:
+            found.outputs_checked += 1
+
+
+def _check_attempt(attempt: Attempt, later: bool, found: Findings) -> None:
+    """Failures: permanent ones end the job, transient ones retry (bounded), a 429's wait is honoured."""
+    if attempt.state != Attempt.State.FAILED:
+        return
+    if attempt.error_class == "permanent" and later:
+        found.fail(f"attempt {attempt.pk} failed permanently ({attempt.error!r}) but the job was retried")
+    if attempt.error_class == "transient" and not later and attempt.number < MAX_ATTEMPTS:
+        found.fail(f"attempt {attempt.pk} failed transiently as number {attempt.number} and was not retried")
+    if attempt.error_class == "transient" and not later and "Gave up" not in attempt.error:
+        found.fail(f"attempt {attempt.pk} is the job's last, failed transiently, without saying it gave up")
+    if RATE_LIMIT_MARK in attempt.error and later:
+        nxt = Attempt.objects.get(job_id=attempt.job_id, number=attempt.number + 1)
+        waited = (nxt.next_retry_at - attempt.finished_at).total_seconds() if nxt.next_retry_at else 0.0
+        if waited < THROTTLE_RESET - 0.05:
+            found.fail(f"attempt {nxt.pk} after a 429 was due {waited:.2f} s later, not >= {THROTTLE_RESET} s")
+        if nxt.submitting_at and nxt.next_retry_at and nxt.submitting_at < nxt.next_retry_at:
+            found.fail(f"attempt {nxt.pk} was claimed before its next_retry_at")
+
+
+def check(emu: Emulator, job_ids: list[int], since: datetime) -> Findings:
+    """Every invariant of the soak, as a list of violations (empty: all hold) plus the figures to print."""
+    found = Findings()
+    truth = emulator_predictions(emu)
+    counters = emu.counters()
+    found.creates = counters["creates_total"]
+    found.faults = counters["faults_injected"]
+    found.webhooks = (counters["webhooks_sent"], counters["webhooks_failed"])
+    by_token = counters["creates_by_token"]
+    found.max_creates_per_token = max(by_token.values(), default=0)
+    attempts = list(Attempt.objects.filter(job_id__in=job_ids).order_by("job_id", "number"))
+    tokens = {attempt.token: attempt for attempt in attempts}
+
+    for token, creates in sorted(by_token.items()):
+        owner = tokens.get(token)
+        if owner is None:
+            found.fail(f"{creates} create(s) carry token {token!r}, which no attempt of these jobs has")
+        elif creates != 1:
+            found.fail(f"attempt {owner.pk} (job {owner.job_id}) created {creates} predictions")
+    for prediction in truth.values():
+        owner = tokens.get(prediction.token)
+        if owner is None or owner.prediction_id == prediction.id:
+            continue
+        # The code's one allowed exception: an attempt given up before its create's answer was known
+        # (services.adopt_prediction / apply_prediction_update cancel such a late prediction). With no
+        # cancels and 20 min deadlines, reconcile's "lost" is the only way here.
+        orphan = owner.prediction_id is None and owner.is_terminal and prediction.status == "canceled"
+        if orphan and LOST_CREATE_MARK in owner.error:
+            found.orphans += 1
+        else:
+            found.fail(
+                f"prediction {prediction.id} ({prediction.status}) of attempt {owner.pk} ({owner.state}, "
+                f"prediction_id={owner.prediction_id}) is not the attempt's and was not given up and canceled"
+            )
+    with_id = [a for a in attempts if a.prediction_id]
+    if found.creates != len(with_id) + found.orphans:
+        found.fail(
+            f"creates_total {found.creates} != {len(with_id)} attempts with a prediction + {found.orphans} orphans"
+        )
+
+    last_number = {a.job_id: a.number for a in attempts}  # ordered by number: the last one wins
+    for attempt in attempts:
+        found.attempts_by_state[attempt.state] += 1
+        later = attempt.number < last_number[attempt.job_id]
+        prediction = truth.get(attempt.prediction_id or "")
+        if attempt.prediction_id and prediction is None:
+            found.fail(f"attempt {attempt.pk} records prediction {attempt.prediction_id}, unknown to Replicate")
+        if not attempt.is_terminal:
+            found.fail(f"attempt {attempt.pk} (job {attempt.job_id}) is still {attempt.state}")
+        if prediction is not None and prediction.status == "succeeded":
+            _check_outputs(attempt, prediction, found)
+        if prediction is not None and prediction.error == E005:
+            found.moderated += 1
+            clear = "flagged" in attempt.error and "sensitive" in attempt.error
+            if attempt.state != Attempt.State.FAILED or attempt.error_class != "permanent" or not clear or later:
+                found.fail(
+                    f"moderated attempt {attempt.pk}: {attempt.state}/{attempt.error_class}, retried={later}, "
+                    f"message {attempt.error!r}"
+                )
+        _check_attempt(attempt, later, found)
+
+    for job in StagingJob.objects.filter(pk__in=job_ids):
+        status = job.status
+        found.jobs_by_status[status] += 1
+        if status not in Attempt.TERMINAL:
+            found.fail(f"job {job.pk} ({job.model_slug}) ended the soak {status}")
+        mine = [a for a in attempts if a.job_id == job.pk]
+        if len(mine) > 1:
+            found.retried_jobs += 1
+            found.retried_and_succeeded += status == "succeeded"
+        done = [a.finished_at for a in mine if a.state == Attempt.State.SUCCEEDED and a.finished_at]
+        if done:
+            found.latencies.append((max(done) - job.created_at).total_seconds())
+    failures = Task.objects.filter(success=False, started__gte=since)
+    found.task_failures = failures.count()
+    for task in failures[:5]:
+        found.fail(f"queue task {task.func}{task.args} raised: {str(task.result)[:300]}")
+    return found
+
+
+def summary(found: Findings, *, elapsed: float | None, header: str) -> list[str]:
+    """The lines printed by the test (with -s) and the benchmark."""
+    jobs = "  ".join(f"{status} {n}" for status, n in sorted(found.jobs_by_status.items()))
+    states = ", ".join(f"{state} {n}" for state, n in sorted(found.attempts_by_state.items()))
+    faults = ", ".join(f"{kind} {n}" for kind, n in sorted(found.faults.items())) or "none"
+    took = f"all terminal after {elapsed:.1f} s" if elapsed is not None else "NOT all terminal"
+    return [
+        f"{header}: {took}",
+        f"  jobs      : {jobs}",
+        f"  attempts  : {sum(found.attempts_by_state.values())} ({states}); jobs retried {found.retried_jobs}, "
+        f"of which succeeded {found.retried_and_succeeded}; moderated {found.moderated}",
+        f"  creates   : {found.creates} total, max per attempt token {found.max_creates_per_token}, "
+        f"orphans canceled {found.orphans}; outputs verified byte for byte {found.outputs_checked}",
+        f"  faults    : {faults}",
+        f"  webhooks  : {found.webhooks[0]} delivered, {found.webhooks[1]} given up; queue task failures "
+        f"{found.task_failures}",
+        "  invariants: " + ("all hold" if not found.violations else f"{len(found.violations)} VIOLATED"),
+        *(f"    - {violation}" for violation in found.violations[:20]),
+    ]
