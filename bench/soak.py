@@ -41,7 +41,8 @@ from models_config import services as config_services
 from replicate_emulator import Emulator
 from stagingsite.urls import urlpatterns as project_urlpatterns
 from tests.pipeline import soak_conftest as soak
-from tests.pipeline.conftest import QCluster, wait_until
+from tests.pipeline.conftest import QCluster
+from tests.waiting import wait_until
 
 JOBS = int(os.environ.get("SOAK_JOBS", "40"))
 TICK = float(os.environ.get("SOAK_TICK", "2"))

@@ -7,12 +7,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 from django.conf import settings
+
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -34,15 +35,6 @@ def _processes_with(marker: str) -> list[int]:
             except OSError:
                 continue
     return found
-
-
-def _wait_for(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.25)
-    return predicate()
 
 
 def _answers(url: str) -> bool:
@@ -72,12 +64,12 @@ def test_serve_starts_web_queue_and_emulator_and_one_signal_stops_them_all(tmp_p
         start_new_session=True,
     )
     try:
-        assert _wait_for(lambda: _answers(f"http://127.0.0.1:{web}/admin/login/"), 30), "web server never answered"
+        assert wait_until(lambda: _answers(f"http://127.0.0.1:{web}/admin/login/"), 30), "web server never answered"
         assert _answers(f"http://127.0.0.1:{emu}/_emulator/health"), "the emulator is not running"
-        assert _wait_for(lambda: len(_processes_with(database_url)) >= 5, 15)  # serve, web, emulator, qcluster+
+        assert wait_until(lambda: len(_processes_with(database_url)) >= 5, 15)  # serve, web, emulator, qcluster+
         serve.send_signal(stop_signal)  # to serve alone: it must stop its children itself
         serve.wait(timeout=30)
-        assert _wait_for(lambda: not _processes_with(database_url), 10), "children outlived serve"
+        assert wait_until(lambda: not _processes_with(database_url), 10), "children outlived serve"
         assert not _answers(f"http://127.0.0.1:{web}/admin/login/")
     finally:
         if serve.poll() is None:

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -49,15 +48,6 @@ def make_job(emulated) -> Callable[..., StagingJob]:
         return services.create_job(upload, model, **kwargs)
 
     return make
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, step: float = 0.25) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
 
 
 class QCluster:

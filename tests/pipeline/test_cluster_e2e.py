@@ -15,8 +15,9 @@ from PIL import Image
 from models_config.registry import REGISTRY
 from staging import services, tasks
 from staging.models import Attempt, StagingJob
+from tests.waiting import wait_until
 
-from .conftest import jpeg, wait_until
+from .conftest import jpeg
 
 pytestmark = [pytest.mark.cluster, pytest.mark.django_db(transaction=True)]
 
@@ -48,7 +49,7 @@ def _assert_done_once_each(jobs: list[StagingJob], emulator, cluster) -> None:
 def test_every_model_through_the_real_cluster(emulator, qcluster) -> None:
     jobs = [_create(slug) for slug in REGISTRY]
     qcluster.start()
-    assert wait_until(lambda: _all_succeeded(jobs), timeout=60), qcluster.logs()
+    assert wait_until(lambda: _all_succeeded(jobs), timeout=60, step=0.25), qcluster.logs()
     _assert_done_once_each(jobs, emulator, qcluster)
     assert emulator.counters()["creates_total"] == len(jobs)
     # Webhooks did the work: every attempt heard from Replicate without the poller (which waits 60 s).
@@ -63,7 +64,7 @@ def test_duplicate_tasks_and_webhooks_never_pay_twice(emulator, qcluster) -> Non
         for _ in range(4):
             async_task("staging.tasks.submit_attempt", attempt.pk)
     qcluster.start()
-    assert wait_until(lambda: _all_succeeded(jobs), timeout=60), qcluster.logs()
+    assert wait_until(lambda: _all_succeeded(jobs), timeout=60, step=0.25), qcluster.logs()
     _assert_done_once_each(jobs, emulator, qcluster)
     assert emulator.counters()["creates_total"] == len(jobs)
     assert emulator.counters()["faults_injected"].get("webhook_duplicate", 0) > 0
@@ -86,6 +87,6 @@ def test_sigkill_mid_flight_then_a_new_cluster_finishes(emulator, qcluster) -> N
     assert not Attempt.objects.filter(job__in=jobs, state="succeeded").exists()
 
     qcluster.start()  # the scheduler's first round comes about 30 s after start
-    assert wait_until(lambda: _all_succeeded(jobs), timeout=90), qcluster.logs()
+    assert wait_until(lambda: _all_succeeded(jobs), timeout=90, step=0.25), qcluster.logs()
     _assert_done_once_each(jobs, emulator, qcluster)
     assert emulator.counters()["creates_total"] == len(jobs)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import time
-from collections.abc import Callable
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -12,6 +10,7 @@ from PIL import Image
 
 from staging import reconcile, services
 from staging.models import Attempt, StagingJob
+from tests.waiting import wait_until
 
 
 def image_bytes(fmt: str = "JPEG", size: tuple[int, int] = (64, 48), color=(200, 150, 90), **save) -> bytes:
@@ -35,15 +34,6 @@ def webhook_pipeline(pipeline, live_server, settings):
 
 def job_status(job: StagingJob) -> str:
     return StagingJob.objects.get(pk=job.pk).status
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, step: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
 
 
 def drive(job: StagingJob, timeout: float = 10.0, *, poll: bool = True) -> str:

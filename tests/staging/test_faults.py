@@ -8,8 +8,9 @@ import pytest
 
 from replicate_emulator import Emulator
 from staging import reconcile, services
+from tests.waiting import wait_until
 
-from .conftest import attempts, drive, upload, wait_until
+from .conftest import attempts, drive, upload
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -10,8 +10,9 @@ from PIL import Image
 from models_config.registry import REGISTRY, OutputShape
 from staging import selectors
 from staging.models import StagedImage
+from tests.waiting import wait_until
 
-from .conftest import attempts, drive, wait_until
+from .conftest import attempts, drive
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -12,8 +12,9 @@ from django_q.conf import Conf
 from models_config.registry import get_spec
 from staging import gateway, reconcile, services
 from staging.models import Attempt, StagedImage, WebhookDelivery
+from tests.waiting import wait_until
 
-from .conftest import attempts, drive, image_bytes, upload, wait_until
+from .conftest import attempts, drive, image_bytes, upload
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
