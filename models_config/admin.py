@@ -25,8 +25,7 @@ from .forms import ApiTokenForm, ModelConfigForm, initial_config
 from .jsonform import adapted_schema
 from .models import ApiToken, ModelConfig
 from .registry import REGISTRY
-from .selectors import model_configs, versions_of
-from .views import SAMPLE_REQUEST, parse_draft, preview_input, version_diff
+from .selectors import SAMPLE_REQUEST, model_configs, preview_input, version_diff, versions_of
 
 _FAILED_SAVE = "_models_config_save_failed"
 
@@ -266,3 +265,11 @@ class ApiTokenAdmin(admin.ModelAdmin):
                 raw,
             ),
         )
+
+
+def parse_draft(raw: str | None) -> Any:
+    """The draft as posted by the config widget's hidden textarea; None when it is not JSON."""
+    try:
+        return json.loads(raw or "")
+    except ValueError:
+        return None

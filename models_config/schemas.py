@@ -15,6 +15,7 @@ This module imports no Django, so the standalone Replicate emulator can use it.
 from __future__ import annotations
 
 import string
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -29,6 +30,19 @@ DEFAULT_PROMPT_TEMPLATE = (
     "Keep the walls, windows, doors, floor, ceiling, lighting and camera position exactly unchanged; "
     "only add furniture and decor."
 )
+
+
+def error_fields(errors: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """Pydantic errors (`exc.errors()`, or stored copies) as field path → message.
+
+    The path is dotted ("image_input.0"); a rule about the whole model has no path and is named "config".
+    """
+    return {".".join(map(str, e["loc"])) or "config": e["msg"] for e in errors}
+
+
+def describe_errors(errors: Iterable[Mapping[str, Any]]) -> str:
+    """One line a person can act on: "field: message; other: message"."""
+    return "; ".join(f"{field}: {msg}" for field, msg in error_fields(errors).items())
 
 
 def _blank_to_none(value: Any) -> Any:

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from . import selectors
 from .models import ApiToken, ModelConfig, ModelConfigVersion
 from .registry import REGISTRY, get_spec
+from .schemas import describe_errors
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +35,7 @@ class ConfigValidationError(ConfigError):
 
     def __init__(self, errors: list[dict[str, Any]]) -> None:
         self.errors = errors
-        summary = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in errors)
-        super().__init__(f"Invalid configuration: {summary}")
+        super().__init__(f"Invalid configuration: {describe_errors(errors)}")
 
     @classmethod
     def from_pydantic(cls, exc: ValidationError) -> ConfigValidationError:

@@ -23,9 +23,8 @@ from django.utils import timezone
 from django_q.conf import Conf
 from pydantic import ValidationError
 
-from models_config.builders import StagingRequest
 from models_config.registry import UnknownModelError, get_spec
-from models_config.selectors import get_active_config
+from models_config.schemas import describe_errors
 
 from . import collect, gateway, reconcile, selectors, services, storage
 from .errors import GatewayError, JobInputError
@@ -116,23 +115,17 @@ def expected_outputs(config: Any) -> int:
 
 def plan_for(job: StagingJob, override: Mapping[str, Any] | None = None) -> Plan:
     """The exact input a new attempt would send now (active config + override) and its price."""
-    spec = get_spec(job.model_slug)
-    active = get_active_config(job.model_slug)
-    layer = job.config_override if override is None else override
     try:
-        config = spec.resolve_config(active.config.model_dump(mode="json"), layer)
-        request = StagingRequest(photo_reference(job), job.room_type, job.style, job.instructions, job.seed)
-        model_input = spec.build_input(request, config)
+        resolved = selectors.resolve_input(job, photo_reference(job), override)
     except ValidationError as exc:
-        detail = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors())
-        return Plan(job=job, error=f"invalid config for {job.model_slug}: {detail}")
-    outputs = expected_outputs(config)
+        return Plan(job=job, error=f"invalid config for {job.model_slug}: {describe_errors(exc.errors())}")
+    outputs = expected_outputs(resolved.config)
     return Plan(
         job=job,
-        input=model_input,
+        input=resolved.input,
         outputs=outputs,
-        cost=spec.price_per_image * outputs,
-        config_version=active.version_number,
+        cost=get_spec(job.model_slug).price_per_image * outputs,
+        config_version=resolved.active.version_number,
     )
 
 

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.db.models import Case, CharField, OuterRef, QuerySet, Subquery, Value, When
+
+from models_config.builders import StagingRequest
+from models_config.registry import get_spec
+from models_config.schemas import StagingConfig
+from models_config.selectors import ActiveConfig, get_active_config
 
 from .models import Attempt, JobStatus, StagedImage, StagingJob
 
@@ -47,6 +55,36 @@ def outputs_of(job: StagingJob) -> QuerySet[StagedImage]:
 
 def attempt_by_token(token: str) -> Attempt | None:
     return Attempt.objects.filter(token=token).first() if token else None
+
+
+# --- What a new attempt would send ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResolvedInput:
+    active: ActiveConfig  # the stored config it started from (its version is recorded on the attempt)
+    config: StagingConfig  # after the override
+    input: dict[str, Any]  # the exact Replicate input
+
+
+def resolve_config(slug: str, override: Mapping[str, Any] | None) -> tuple[ActiveConfig, StagingConfig]:
+    """The config a new attempt uses now: `override` > active stored version > code defaults.
+
+    Raises pydantic's `ValidationError` when the override does not fit the model's schema.
+    """
+    active = get_active_config(slug)
+    return active, get_spec(slug).resolve_config(active.config.model_dump(mode="json"), override)
+
+
+def resolve_input(job: StagingJob, image_url: str, override: Mapping[str, Any] | None = None) -> ResolvedInput:
+    """The input a new attempt of `job` sends now; `override` None means the job's own override.
+
+    One function for the real submit and for `reprocess --dry-run`, so a dry run shows what would be sent.
+    """
+    layer = job.config_override if override is None else override
+    active, config = resolve_config(job.model_slug, layer)
+    request = StagingRequest(image_url, job.room_type, job.style, job.instructions, job.seed)
+    return ResolvedInput(active, config, get_spec(job.model_slug).build_input(request, config))
 
 
 # --- The scheduled ticks ------------------------------------------------------------------------

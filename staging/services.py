@@ -28,11 +28,10 @@ from django.utils import timezone
 from django_q.tasks import async_task
 from pydantic import ValidationError
 
-from models_config.builders import StagingRequest
 from models_config.registry import UnknownModelError, get_spec
-from models_config.selectors import get_active_config
+from models_config.schemas import describe_errors, error_fields
 
-from . import gateway, images, storage
+from . import gateway, images, selectors, storage
 from .errors import (
     PERMANENT,
     TRANSIENT,
@@ -69,8 +68,13 @@ def enqueue(func: str, *args: Any) -> None:
     transaction.on_commit(lambda: async_task(f"staging.tasks.{func}", *args, task_name=name))
 
 
-def _format_validation(exc: ValidationError) -> dict[str, str]:
-    return {".".join(map(str, e["loc"])) or "config": e["msg"] for e in exc.errors()}
+def _check_override(slug: str, override: Mapping[str, Any]) -> None:
+    """Refuse an override that would not validate with today's active config (JobInputError per field)."""
+    try:
+        selectors.resolve_config(slug, override)
+    except ValidationError as exc:
+        errors = error_fields(exc.errors())
+        raise JobInputError(f"Invalid config override for {slug}: {describe_errors(exc.errors())}", errors) from None
 
 
 # --- Jobs ---------------------------------------------------------------------------------------
@@ -100,12 +104,7 @@ def create_job(
         raise JobInputError("The config override must be a JSON object.", {"config_override": "must be an object"})
     override = dict(config_override) if config_override else None
     if override:
-        try:
-            spec.resolve_config(get_active_config(model).config.model_dump(mode="json"), override)
-        except ValidationError as exc:
-            errors = _format_validation(exc)
-            detail = "; ".join(f"{field}: {msg}" for field, msg in errors.items())
-            raise JobInputError(f"Invalid config override for {model}: {detail}", errors) from None
+        _check_override(spec.slug, override)
     checked = images.check_upload(image_file)
 
     job = StagingJob(
@@ -146,12 +145,7 @@ def retry_job(job_id: int, config_override: Mapping[str, Any] | None = None) -> 
         if latest is not None and not latest.is_terminal:
             raise JobBusyError(f"Job {job_id} is still {latest.state}; cancel it or wait before retrying.")
         if config_override is not None:
-            try:
-                get_spec(job.model_slug).resolve_config(
-                    get_active_config(job.model_slug).config.model_dump(mode="json"), config_override
-                )
-            except ValidationError as exc:
-                raise JobInputError("Invalid config override.", _format_validation(exc)) from None
+            _check_override(job.model_slug, config_override)
             job.config_override = dict(config_override) or None
             job.save(update_fields=["config_override", "updated_at"])
         number = (latest.number if latest else 0) + 1
@@ -219,14 +213,11 @@ def submit_attempt(attempt_id: int) -> None:
     job = attempt.job
     spec = get_spec(job.model_slug)
     try:
-        active = get_active_config(job.model_slug)
-        config = spec.resolve_config(active.config.model_dump(mode="json"), job.config_override)
         image_url = storage.image_url_for_replicate(job.sent_photo, storage.content_type_of(job.sent_photo.name))
-        request = StagingRequest(image_url, job.room_type, job.style, job.instructions, job.seed)
-        model_input = spec.build_input(request, config)
+        resolved = selectors.resolve_input(job, image_url)
     except ValidationError as exc:
-        detail = "; ".join(f"{k}: {v}" for k, v in _format_validation(exc).items())
-        fail_attempt(attempt_id, f"The configuration for {job.model_slug} is invalid: {detail}", PERMANENT)
+        message = f"The configuration for {job.model_slug} is invalid: {describe_errors(exc.errors())}"
+        fail_attempt(attempt_id, message, PERMANENT)
         return
     except ReplicateNotConfigured as exc:
         fail_attempt(attempt_id, str(exc), PERMANENT)
@@ -237,11 +228,12 @@ def submit_attempt(attempt_id: int) -> None:
 
     # Recorded before the create: reconcile can then recognise the prediction by its input.
     Attempt.objects.filter(pk=attempt_id).update(
-        config_version_id=active.version_id,
-        config=config.model_dump(mode="json"),
-        config_source="override" if job.config_override else active.source,
-        input=model_input,
+        config_version_id=resolved.active.version_id,
+        config=resolved.config.model_dump(mode="json"),
+        config_source="override" if job.config_override else resolved.active.source,
+        input=resolved.input,
     )
+    model_input = resolved.input
     try:
         prediction = gateway.create_prediction(spec.ref, model_input, webhook_url(attempt))
     except GatewayError as exc:
