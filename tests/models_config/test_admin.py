@@ -8,6 +8,7 @@ import re
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
+from django.urls import reverse
 
 from models_config import services
 from models_config.jsonform import adapted_schema
@@ -170,6 +171,10 @@ def test_preview_of_a_draft_shows_the_exact_replicate_input(rows, editor_client:
     assert "empty living room" in replicate_input["prompt"] and "Scandinavian" in replicate_input["prompt"]
     assert "prompt_template" not in replicate_input
     assert ModelConfigVersion.objects.filter(model_config__slug=SLUG).count() == 1  # nothing saved
+    changelist = reverse("admin:models_config_modelconfig_changelist")
+    for page in (response, editor_client.get(change_url(rows[SLUG], "diff/"), {"a": 1})):
+        crumbs = page.content.decode().split('class="breadcrumbs"', 1)[1].split("</div>", 1)[0]
+        assert f'href="{changelist}"' in crumbs and f'href="{change_url(rows[SLUG])}"' in crumbs
 
 
 def test_preview_of_an_invalid_draft_shows_the_errors(rows, editor_client: Client) -> None:
