@@ -10,10 +10,9 @@ import contextlib
 import io
 import ipaddress
 import socket
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from django.contrib.auth.models import Permission, User
@@ -21,6 +20,7 @@ from django.test import Client
 from PIL import Image
 
 from models_config import services as config_services
+from tests.fixtures.loopback import loopback_server
 
 JOB_PERMS = ("add_stagingjob", "view_stagingjob", "change_stagingjob")
 
@@ -143,14 +143,7 @@ def photo_server() -> Iterator[PhotoServer]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    server_state.base = f"http://127.0.0.1:{server.server_address[1]}"
     server_state.routes["/room.jpg"] = (200, {"Content-Type": "image/jpeg"}, image_bytes(size=(80, 60)))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with loopback_server(Handler) as base:
+        server_state.base = base
         yield server_state
-    finally:
-        server.shutdown()
-        server.server_close()
