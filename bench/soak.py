@@ -19,10 +19,8 @@ from __future__ import annotations
 import io
 import os
 import statistics
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +38,7 @@ from PIL import Image
 from models_config import services as config_services
 from replicate_emulator import Emulator
 from stagingsite.urls import urlpatterns as project_urlpatterns
+from tests.fixtures.loopback import loopback_server
 from tests.pipeline import soak_conftest as soak
 from tests.pipeline.conftest import QCluster
 from tests.waiting import wait_until
@@ -58,18 +57,9 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
-@contextmanager
-def _web_server() -> Iterator[str]:
+def _web_server() -> AbstractContextManager[str]:
     """Django on a free loopback port in threads of this process; yields its base URL."""
-    server = ThreadedWSGIServer(("127.0.0.1", 0), _QuietHandler)
-    server.set_app(WSGIHandler())
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    return loopback_server(_QuietHandler, ThreadedWSGIServer, WSGIHandler())
 
 
 def _photo() -> bytes:
