@@ -1,6 +1,6 @@
 """Admin for staging jobs: browse, inspect attempts and outputs, cancel or retry.
 
-Thin on purpose: the list reads through `selectors.with_status` (status is derived, never stored),
+Thin on purpose: the list reads through `StagingJob.objects.with_status()` (status is derived, never stored),
 the actions call `services.cancel_job` / `services.retry_job`, and everything else is read-only.
 Jobs are created through the `stage` command or the API (the photo must pass `images.check_upload`),
 so there is no add form, and the original is never deleted here. The attempt token (the webhook's
@@ -30,7 +30,7 @@ def _pretty(value: Any) -> SafeString:
 
 
 class StatusFilter(admin.SimpleListFilter):
-    """Filter on the derived status (the `derived_status` annotation of `selectors.with_status`)."""
+    """Filter on the derived status (the `derived_status` annotation of `StagingJob.objects.with_status()`)."""
 
     title = "status"
     parameter_name = "status"
@@ -124,7 +124,7 @@ class StagingJobAdmin(admin.ModelAdmin):
         return super().change_view(request, object_id, form_url, extra_context)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[StagingJob]:
-        return selectors.with_status(super().get_queryset(request))
+        return super().get_queryset(request).with_status()
 
     @admin.display(description="status", ordering="derived_status")
     def status_display(self, obj: StagingJob) -> str:

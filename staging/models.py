@@ -1,8 +1,9 @@
 """Staging jobs and their attempts: one `Attempt` per paid Replicate prediction.
 
-A job's status is never stored: it is derived from its latest attempt (`StagingJob.status` here,
-`selectors.with_status` for querysets), so the two can never disagree. Attempt states only move
-forward (see `Attempt.RANK`); every transition in `services` is a compare-and-set UPDATE.
+A job's status is never stored: it is derived from its latest attempt (`Attempt.job_status_of` for
+one attempt, `StagingJob.objects.with_status()` for querysets, side by side below), so the two can
+never disagree. Attempt states only move forward (see `Attempt.RANK`); every transition is a
+compare-and-set UPDATE in `transitions` (docs/architecture.md, "Never pay twice").
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import secrets
 import uuid
 
 from django.db import models
-from django.db.models import Q
+from django.db.models import Case, CharField, OuterRef, Q, Subquery, Value, When
 
 
 def _token() -> str:
@@ -40,6 +41,29 @@ class JobStatus(models.TextChoices):
     CANCELED = "canceled"
 
 
+class ConfigSource(models.TextChoices):
+    """Where an attempt's config came from (recorded when it is submitted)."""
+
+    STORED = "stored", "active stored version"
+    DEFAULTS = "defaults", "code defaults"
+    OVERRIDE = "override", "the job's override on top of the active version"
+
+
+class StagingJobQuerySet(models.QuerySet):
+    def with_status(self) -> StagingJobQuerySet:
+        """Jobs annotated with `derived_status`: the SQL twin of `Attempt.job_status_of` (no query per row)."""
+        latest_state = Subquery(Attempt.objects.filter(job=OuterRef("pk")).order_by("-number").values("state")[:1])
+        return self.annotate(
+            latest_state=latest_state,
+            derived_status=Case(
+                When(latest_state__in=Attempt.TERMINAL, then="latest_state"),
+                When(latest_state__in=Attempt.RUNNING, then=Value(JobStatus.RUNNING)),
+                default=Value(JobStatus.QUEUED),
+                output_field=CharField(),
+            ),
+        )
+
+
 class StagingJob(models.Model):
     uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     photo = models.FileField(upload_to=original_upload_to, max_length=300, help_text="The original upload, untouched.")
@@ -60,6 +84,8 @@ class StagingJob(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = StagingJobQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at"]
 
@@ -74,8 +100,11 @@ class StagingJob(models.Model):
     def status(self) -> str:
         """Derived from the latest attempt (a job without attempts is queued); always fresh.
 
-        One query per call: for lists use `selectors.with_status()` and its `derived_status` annotation.
+        One query per call: for lists use `StagingJob.objects.with_status()` and its `derived_status`.
         """
+        derived = getattr(self, "derived_status", None)
+        if derived is not None:
+            return derived
         attempt = self.latest_attempt
         return JobStatus.QUEUED if attempt is None else Attempt.job_status_of(attempt.state)
 
@@ -101,18 +130,20 @@ class Attempt(models.Model):
         FAILED = "failed"
         CANCELED = "canceled"
 
+    # Forward order: a transition may only move an attempt to a state of higher rank.
     RANK = {
-        "queued": 0,
-        "submitting": 1,
-        "submitted": 2,
-        "processing": 3,
-        "collecting": 4,
-        "succeeded": 9,
-        "failed": 9,
-        "canceled": 9,
+        State.QUEUED: 0,
+        State.SUBMITTING: 1,
+        State.SUBMITTED: 2,
+        State.PROCESSING: 3,
+        State.COLLECTING: 4,
+        State.SUCCEEDED: 9,
+        State.FAILED: 9,
+        State.CANCELED: 9,
     }
-    TERMINAL = ("succeeded", "failed", "canceled")
-    IN_FLIGHT = ("submitted", "processing")
+    TERMINAL = (State.SUCCEEDED, State.FAILED, State.CANCELED)
+    IN_FLIGHT = (State.SUBMITTED, State.PROCESSING)  # a prediction runs at Replicate
+    RUNNING = (State.SUBMITTING, *IN_FLIGHT, State.COLLECTING)  # the job shows as running
 
     job = models.ForeignKey(StagingJob, on_delete=models.CASCADE, related_name="attempts")
     number = models.PositiveIntegerField()
@@ -122,7 +153,7 @@ class Attempt(models.Model):
         "models_config.ModelConfigVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     config = models.JSONField(null=True, blank=True, help_text="The validated config actually used.")
-    config_source = models.CharField(max_length=20, blank=True, default="")
+    config_source = models.CharField(max_length=20, choices=ConfigSource.choices, blank=True, default="")
     input = models.JSONField(null=True, blank=True, help_text="The exact input sent to Replicate.")
     prediction_id = models.CharField(max_length=64, null=True, blank=True, unique=True)
     replicate_status = models.CharField(max_length=20, blank=True, default="")
@@ -149,7 +180,7 @@ class Attempt(models.Model):
             models.Index(
                 fields=["deadline"],
                 name="attempt_open_deadline",
-                condition=~Q(state__in=["succeeded", "failed", "canceled"]),
+                condition=~Q(state__in=["succeeded", "failed", "canceled"]),  # Attempt.TERMINAL
             ),
         ]
 
@@ -162,11 +193,12 @@ class Attempt(models.Model):
 
     @staticmethod
     def job_status_of(state: str) -> str:
-        if state == Attempt.State.QUEUED:
-            return JobStatus.QUEUED
+        """A job's status from its latest attempt's state (SQL twin: `StagingJobQuerySet.with_status`)."""
         if state in Attempt.TERMINAL:
-            return state
-        return JobStatus.RUNNING
+            return JobStatus(state)
+        if state in Attempt.RUNNING:
+            return JobStatus.RUNNING
+        return JobStatus.QUEUED
 
 
 class StagedImage(models.Model):

@@ -60,7 +60,7 @@ def select_jobs(
             raise JobInputError(str(exc)) from None
     if status is not None and status not in REPROCESSABLE:
         raise JobInputError(f"Unknown status '{status}'; choose one of: {', '.join(REPROCESSABLE)}.")
-    queryset = selectors.with_status()
+    queryset = StagingJob.objects.with_status()
     if ids:
         wanted = set(ids)
         found = set(StagingJob.objects.filter(pk__in=wanted).values_list("pk", flat=True))
@@ -78,7 +78,8 @@ def select_jobs(
 
 def unfinished_among(ids: Sequence[int]) -> list[StagingJob]:
     """Named jobs left out of a selection because they are still queued or running."""
-    return list(selectors.with_status().filter(pk__in=ids).exclude(derived_status__in=REPROCESSABLE).order_by("pk"))
+    jobs = StagingJob.objects.with_status().filter(pk__in=ids)
+    return list(jobs.exclude(derived_status__in=REPROCESSABLE).order_by("pk"))
 
 
 # --- Estimation ---------------------------------------------------------------------------------

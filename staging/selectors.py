@@ -7,42 +7,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Case, CharField, OuterRef, QuerySet, Subquery, Value, When
+from django.db.models import QuerySet
 
 from models_config.builders import StagingRequest
 from models_config.registry import get_spec
 from models_config.schemas import StagingConfig
 from models_config.selectors import ActiveConfig, get_active_config
 
-from .models import Attempt, JobStatus, StagedImage, StagingJob
+from .models import Attempt, StagedImage, StagingJob
 
 S = Attempt.State
 
 
-def with_status(queryset: QuerySet[StagingJob] | None = None) -> QuerySet[StagingJob]:
-    """Jobs annotated with `derived_status` (from the latest attempt), filterable in SQL."""
-    queryset = StagingJob.objects.all() if queryset is None else queryset
-    latest_state = Subquery(Attempt.objects.filter(job=OuterRef("pk")).order_by("-number").values("state")[:1])
-    return queryset.annotate(
-        latest_state=latest_state,
-        derived_status=Case(
-            When(latest_state__in=Attempt.TERMINAL, then="latest_state"),
-            When(
-                latest_state__in=[S.SUBMITTING, S.SUBMITTED, S.PROCESSING, S.COLLECTING],
-                then=Value(JobStatus.RUNNING),
-            ),
-            default=Value(JobStatus.QUEUED),
-            output_field=CharField(),
-        ),
-    )
-
-
-def job_status(job: StagingJob) -> str:
-    return job.status
-
-
 def get_job(job_id: int) -> StagingJob:
-    return with_status().get(pk=job_id)
+    return StagingJob.objects.with_status().get(pk=job_id)
 
 
 def outputs_of(job: StagingJob) -> QuerySet[StagedImage]:

@@ -41,7 +41,7 @@ from .errors import (
     ReplicateNotConfigured,
     classify_prediction_error,
 )
-from .models import Attempt, StagingJob
+from .models import Attempt, ConfigSource, StagingJob
 
 logger = logging.getLogger(__name__)
 
@@ -230,7 +230,7 @@ def submit_attempt(attempt_id: int) -> None:
     Attempt.objects.filter(pk=attempt_id).update(
         config_version_id=resolved.active.version_id,
         config=resolved.config.model_dump(mode="json"),
-        config_source="override" if job.config_override else resolved.active.source,
+        config_source=ConfigSource.OVERRIDE if job.config_override else ConfigSource(resolved.active.source),
         input=resolved.input,
     )
     model_input = resolved.input
