@@ -3,7 +3,7 @@
 Throughput. N jobs, emulator latency L, W worker threads. The service's way: the W workers take
 tasks from an in-memory queue standing in for django-q2's broker (`async_task` is redirected to it)
 and run the real task functions: `submit_attempt` creates the prediction and returns, a poller thread
-runs `reconcile.poll_in_flight` every POLL_INTERVAL (polling mode: no public URL, every in-flight
+runs `sweeps.poll_in_flight` every POLL_INTERVAL (polling mode: no public URL, every in-flight
 prediction is read each tick), and the `collect_outputs` tasks it queues download and store the
 outputs. Wall time runs from the first submit to the last job succeeded.
 
@@ -47,7 +47,8 @@ from models_config.builders import StagingRequest
 from models_config.registry import get_spec
 from models_config.selectors import get_active_config
 from replicate_emulator import Emulator
-from staging import reconcile, services, tasks
+from staging import queue as staging_queue
+from staging import services, sweeps, tasks
 from staging.models import Attempt, StagingJob
 
 SLUG = "flux-kontext-pro"
@@ -106,12 +107,12 @@ class Broker:
 
     @contextmanager
     def installed(self) -> Iterator[None]:
-        originals = services.async_task, reconcile.async_task
-        services.async_task = reconcile.async_task = self.async_task
+        original = staging_queue.async_task  # the one place pipeline work is queued
+        staging_queue.async_task = self.async_task
         try:
             yield
         finally:
-            services.async_task, reconcile.async_task = originals
+            staging_queue.async_task = original
 
 
 def _thread(target: Callable[[], None]) -> threading.Thread:
@@ -161,7 +162,7 @@ def run_service(photo: bytes) -> dict[str, Any]:
             total = 0.0
             while not done.is_set():
                 start = time.thread_time()
-                reconcile.poll_in_flight()
+                sweeps.poll_in_flight()
                 total += time.thread_time() - start  # the bench's own completion check is not counted
                 if _all_succeeded():
                     done.set()

@@ -128,7 +128,7 @@ class StagingJobAdmin(admin.ModelAdmin):
 
     @admin.display(description="status", ordering="derived_status")
     def status_display(self, obj: StagingJob) -> str:
-        return obj.status
+        return obj.derived_status  # annotated by get_queryset: no query per row
 
     @admin.display(description="Config override")
     def override_pretty(self, obj: StagingJob) -> SafeString:

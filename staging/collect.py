@@ -20,8 +20,8 @@ from django.db import IntegrityError, transaction
 
 from models_config.registry import get_spec
 
-from . import gateway, images, services
-from .errors import PERMANENT, GatewayError, ImageRejected
+from . import gateway, images, transitions
+from .errors import DATA_REMOVED_MESSAGE, PERMANENT, GatewayError, ImageRejected
 from .models import Attempt, StagedImage
 
 logger = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ def _store(attempt: Attempt, index: int, url: str, data: bytes) -> None:
 
 def _data_removed(attempt: Attempt) -> bool:
     try:
-        return bool(gateway.get_prediction(attempt.prediction_id).get("data_removed"))
+        return gateway.get_prediction(attempt.prediction_id).data_removed
     except GatewayError:
         return False
 
@@ -151,8 +151,8 @@ def collect_outputs(attempt_id: int) -> Attempt:
     urls = spec.outputs_as_list(attempt.output)
     if not urls:
         removed = _data_removed(attempt)
-        message = services.DATA_REMOVED_MESSAGE if removed else "The prediction succeeded with no output."
-        services.fail_attempt(attempt_id, message, PERMANENT)
+        message = DATA_REMOVED_MESSAGE if removed else "The prediction succeeded with no output."
+        transitions.fail(attempt_id, message, PERMANENT)
         return Attempt.objects.get(pk=attempt_id)
     stored = set(attempt.images.values_list("index", flat=True))
     for index, url in enumerate(urls):
@@ -161,13 +161,13 @@ def collect_outputs(attempt_id: int) -> Attempt:
         try:
             _store(attempt, index, url, download(url))
         except DownloadRefused as exc:
-            services.fail_attempt(attempt_id, f"Output {index + 1} was refused: {exc}", PERMANENT)
+            transitions.fail(attempt_id, f"Output {index + 1} was refused: {exc}", PERMANENT)
             return Attempt.objects.get(pk=attempt_id)
         except DownloadFailed as exc:
             if exc.status in (404, 410) and _data_removed(attempt):
-                services.fail_attempt(attempt_id, services.DATA_REMOVED_MESSAGE, PERMANENT)
+                transitions.fail(attempt_id, DATA_REMOVED_MESSAGE, PERMANENT)
             else:
                 logger.warning("Collect of attempt %s output %s will be retried: %s", attempt_id, index, exc)
             return Attempt.objects.get(pk=attempt_id)
-    services.mark_succeeded(attempt_id, len(urls))
+    transitions.succeed(attempt_id, spec.price_per_image * len(urls))
     return Attempt.objects.get(pk=attempt_id)

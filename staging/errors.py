@@ -11,8 +11,15 @@ from dataclasses import dataclass
 
 from django.core.exceptions import ImproperlyConfigured
 
-TRANSIENT = "transient"
-PERMANENT = "permanent"
+from .models import ErrorClass
+
+TRANSIENT = ErrorClass.TRANSIENT
+PERMANENT = ErrorClass.PERMANENT
+
+DATA_REMOVED_MESSAGE = (
+    "Replicate deleted this prediction's outputs (data_removed, one hour after completion) before they were copied. "
+    "Retry the job to run the model again."
+)
 
 
 class StagingError(Exception):

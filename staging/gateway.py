@@ -1,7 +1,10 @@
 """The one module that talks to Replicate, through the official `replicate` client 1.0.7.
 
-Every call returns plain JSON dicts and raises only `GatewayError` (classified transient/permanent),
-so the pipeline never sees `ReplicateError`, raw `httpx` exceptions or the client's pydantic models.
+Replicate's wire format is read here and nowhere else: every prediction JSON (a create's answer, a
+read, a list page, a webhook body) is parsed once by `Prediction.from_json` into a typed object, and
+every call raises only `GatewayError` (classified transient/permanent), so the pipeline never sees
+`ReplicateError`, raw `httpx` exceptions, the client's pydantic models or a raw dict.
+See docs/replicate.md for the API facts this relies on.
 
 Why reads use `client._request` (raw JSON) instead of `client.predictions.get`: the client's
 `Prediction` model drops `data_removed` and `webhook` (both needed: one to explain lost outputs, the
@@ -16,15 +19,21 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
 from typing import IO, Any
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import replicate
 from django.conf import settings
+from django.utils.dateparse import parse_datetime
 from replicate.exceptions import ReplicateError
 
 from .errors import TRANSIENT, GatewayError, ReplicateNotConfigured, classify_http_status
+from .models import Attempt
 
 logger = logging.getLogger(__name__)
 
@@ -32,15 +41,100 @@ WEBHOOK_EVENTS = ["start", "completed"]
 
 _local = threading.local()
 _secret_lock = threading.Lock()
-_secret_cache: dict[tuple[str, str], tuple[str, float]] = {}  # key -> (secret, fetched at)
+# (API base URL, token) -> (secret, time.monotonic() when fetched). Public so tests can start empty.
+secret_cache: dict[tuple[str, str], tuple[str, float]] = {}
 SECRET_REFRESH_SECONDS = 60.0
+
+
+class PredictionStatus(StrEnum):
+    STARTING = "starting"
+    PROCESSING = "processing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    ABORTED = "aborted"  # ended before it started (e.g. a deadline); the client's own model cannot parse it
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A prediction as Replicate describes it; `status` is None for a status this code does not know."""
+
+    id: str
+    status: PredictionStatus | None
+    raw_status: str = ""
+    output: Any = None  # one URL or a list of URLs (the model's output shape), None until it succeeded
+    error: str | None = None
+    predict_time: float | None = None
+    data_removed: bool = False  # outputs deleted (an hour after completion)
+    webhook: str = ""
+    model: str = ""
+    input: dict[str, Any] | None = None
+    created_at: datetime | None = None
+
+    @classmethod
+    def from_json(cls, data: Any) -> Prediction:
+        """Parse a prediction JSON; raises `GatewayError` when it is not a prediction object at all."""
+        if not isinstance(data, Mapping) or not data.get("id") or not isinstance(data.get("id"), str):
+            raise GatewayError("Replicate sent something that is not a prediction object.", TRANSIENT)
+        raw_status = str(data.get("status") or "")
+        try:
+            status: PredictionStatus | None = PredictionStatus(raw_status)
+        except ValueError:
+            status = None
+        metrics = data.get("metrics") if isinstance(data.get("metrics"), Mapping) else {}
+        predict_time = metrics.get("predict_time")
+        created = data.get("created_at")
+        return cls(
+            id=data["id"],
+            status=status,
+            raw_status=raw_status,
+            output=data.get("output"),
+            error=str(data["error"]) if data.get("error") is not None else None,
+            predict_time=float(predict_time) if isinstance(predict_time, int | float) else None,
+            data_removed=bool(data.get("data_removed")),
+            webhook=str(data.get("webhook") or ""),
+            model=str(data.get("model") or ""),
+            input=data.get("input") if isinstance(data.get("input"), dict) else None,
+            created_at=parse_datetime(created) if isinstance(created, str) else None,
+        )
+
+    @property
+    def running(self) -> bool:
+        return self.status in (PredictionStatus.STARTING, PredictionStatus.PROCESSING)
+
+
+# --- The webhook URL: how a prediction names the attempt it belongs to (docs/replicate.md#webhooks) ---
+
+WEBHOOK_PATH = "/webhooks/replicate/"
+TOKEN_PARAM = "attempt"
+
+
+def webhook_url_for(attempt: Attempt) -> str | None:
+    """Where Replicate should report this attempt's progress; None without a public URL (poll instead).
+
+    The attempt's unguessable token rides in the URL, so a webhook, and a prediction listed by
+    reconcile, name their attempt without trusting anything else in the body.
+    """
+    if not settings.STAGING_PUBLIC_URL:
+        return None
+    return f"{settings.STAGING_PUBLIC_URL}{WEBHOOK_PATH}?{urlencode({TOKEN_PARAM: attempt.token})}"
+
+
+def attempt_token_from(url: str) -> str:
+    """The attempt token carried by a webhook URL (or a request path with its query); "" when none."""
+    return parse_qs(urlsplit(url or "").query).get(TOKEN_PARAM, [""])[0]
+
+
+def require_configured() -> str:
+    """The API token; raises `ReplicateNotConfigured` (the one check of "is Replicate configured")."""
+    if not settings.REPLICATE_API_TOKEN:
+        raise ReplicateNotConfigured()
+    return settings.REPLICATE_API_TOKEN
 
 
 def get_client() -> replicate.Client:
     """A client per thread (httpx clients are not shared across threads), rebuilt when settings change."""
-    token = settings.REPLICATE_API_TOKEN
-    if not token:
-        raise ReplicateNotConfigured()
+    token = require_configured()
     key = (token, settings.REPLICATE_BASE_URL, settings.STAGING_REPLICATE_TIMEOUT)
     cached = getattr(_local, "client", None)
     if cached is None or cached[0] != key:
@@ -69,8 +163,8 @@ def _translate(exc: Exception, action: str, *, may_have_happened: bool) -> Gatew
     raise exc
 
 
-def create_prediction(ref: str, model_input: dict[str, Any], webhook: str | None) -> dict[str, Any]:
-    """Create one prediction of the official model `ref`; returns the prediction JSON.
+def create_prediction(ref: str, model_input: dict[str, Any], webhook: str | None) -> Prediction:
+    """Create one prediction of the official model `ref`.
 
     A `GatewayError` with `ambiguous=True` means the prediction may exist anyway: reconcile, do not
     create again.
@@ -83,45 +177,60 @@ def create_prediction(ref: str, model_input: dict[str, Any], webhook: str | None
         prediction = client.models.predictions.create(**kwargs)
     except Exception as exc:
         raise _translate(exc, "create a prediction", may_have_happened=True) from None
-    return prediction.dict()
+    return Prediction.from_json(prediction.dict())
 
 
 def _get_json(path: str, action: str) -> dict[str, Any]:
     client = get_client()
     try:
-        return client._request("GET", path).json()
+        data = client._request("GET", path).json()
     except ValueError as exc:
         raise GatewayError(f"Replicate sent an unreadable answer while trying to {action}.", TRANSIENT) from exc
     except Exception as exc:
         raise _translate(exc, action, may_have_happened=False) from None
+    if not isinstance(data, dict):
+        raise GatewayError(f"Replicate sent an unexpected answer while trying to {action}.", TRANSIENT)
+    return data
 
 
-def get_prediction(prediction_id: str) -> dict[str, Any]:
-    """The raw prediction JSON (with `data_removed`, `webhook`, any status including `aborted`)."""
-    return _get_json(f"/v1/predictions/{prediction_id}", "read a prediction")
+def get_prediction(prediction_id: str) -> Prediction:
+    """A prediction read raw (with `data_removed`, `webhook`, any status including `aborted`)."""
+    return Prediction.from_json(_get_json(f"/v1/predictions/{prediction_id}", "read a prediction"))
 
 
-def cancel_prediction(prediction_id: str) -> dict[str, Any] | None:
-    """Ask Replicate to cancel; a prediction that already finished is not an error (returns None)."""
+def cancel_prediction(prediction_id: str) -> None:
+    """Ask Replicate to cancel; a prediction that already finished is not an error."""
     client = get_client()
     try:
-        return client._request("POST", f"/v1/predictions/{prediction_id}/cancel").json()
+        client._request("POST", f"/v1/predictions/{prediction_id}/cancel")
     except ReplicateError as exc:
         if exc.status in (404, 409, 422):
-            return None
+            return
         raise _translate(exc, "cancel a prediction", may_have_happened=False) from None
     except Exception as exc:
         raise _translate(exc, "cancel a prediction", may_have_happened=False) from None
 
 
-def iter_recent_predictions(max_pages: int = 5) -> Iterator[dict[str, Any]]:
-    """Predictions newest first, as raw JSON, following the `next` cursor for at most `max_pages`."""
+def cancel_quietly(prediction_id: str) -> None:
+    """Cancel to stop paying for a prediction nobody will use; a failure is logged, never raised."""
+    try:
+        cancel_prediction(prediction_id)
+    except GatewayError as exc:
+        logger.warning("Could not cancel prediction %s: %s", prediction_id, exc)
+
+
+def iter_recent_predictions(max_pages: int = 5) -> Iterator[Prediction]:
+    """Predictions newest first, following the `next` cursor for at most `max_pages`."""
     path: str | None = "/v1/predictions"
     for _ in range(max_pages):
         if not path:
             return
         page = _get_json(path, "list predictions")
-        yield from page.get("results") or []
+        for item in page.get("results") or []:
+            try:
+                yield Prediction.from_json(item)
+            except GatewayError:
+                logger.warning("Skipped an unreadable entry of Replicate's prediction list")
         path = page.get("next")
 
 
@@ -145,9 +254,12 @@ def webhook_secret(*, refresh: bool = False) -> str:
         return settings.REPLICATE_WEBHOOK_SECRET
     key = (settings.REPLICATE_BASE_URL, settings.REPLICATE_API_TOKEN)
     with _secret_lock:
-        cached = _secret_cache.get(key)
+        cached = secret_cache.get(key)
         stale = refresh and cached is not None and time.monotonic() - cached[1] > SECRET_REFRESH_SECONDS
         if cached is None or stale:
-            secret = _get_json("/v1/webhooks/default/secret", "fetch the webhook secret")["key"]
-            cached = _secret_cache[key] = (secret, time.monotonic())
+            answer = _get_json("/v1/webhooks/default/secret", "fetch the webhook secret")
+            secret = answer.get("key") if isinstance(answer, dict) else None
+            if not isinstance(secret, str) or not secret:
+                raise GatewayError("Replicate's webhook secret answer has no key.", TRANSIENT)
+            cached = secret_cache[key] = (secret, time.monotonic())
         return cached[0]

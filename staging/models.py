@@ -102,9 +102,6 @@ class StagingJob(models.Model):
 
         One query per call: for lists use `StagingJob.objects.with_status()` and its `derived_status`.
         """
-        derived = getattr(self, "derived_status", None)
-        if derived is not None:
-            return derived
         attempt = self.latest_attempt
         return JobStatus.QUEUED if attempt is None else Attempt.job_status_of(attempt.state)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -19,15 +19,14 @@ from typing import Any
 
 from django.conf import settings
 from django.db.models import QuerySet
-from django.utils import timezone
 from django_q.conf import Conf
 from pydantic import ValidationError
 
 from models_config.registry import UnknownModelError, get_spec
 from models_config.schemas import describe_errors
 
-from . import collect, gateway, reconcile, selectors, services, storage
-from .errors import GatewayError, JobInputError
+from . import selectors, storage, sweeps
+from .errors import JobInputError
 from .models import Attempt, JobStatus, StagingJob
 
 S = Attempt.State
@@ -172,21 +171,6 @@ def stored_paths(job: StagingJob) -> list[str]:
     return result
 
 
-def _step(attempt: Attempt) -> None:
-    """Move one attempt forward by calling the step the queue would run next."""
-    if attempt.state == S.QUEUED:
-        if attempt.next_retry_at is None or attempt.next_retry_at <= timezone.now():
-            services.submit_attempt(attempt.pk)
-    elif attempt.state == S.SUBMITTING and attempt.prediction_id is None:
-        age = (timezone.now() - (attempt.submitting_at or attempt.created_at)).total_seconds()
-        reconcile.reconcile_attempt(attempt.pk, final=age > settings.STAGING_RECONCILE_AFTER_SECONDS)
-    elif attempt.state in Attempt.IN_FLIGHT and attempt.prediction_id:
-        with suppress(GatewayError):  # a failed read: the next round reads again
-            services.apply_prediction_update(gateway.get_prediction(attempt.prediction_id), attempt=attempt)
-    elif attempt.state == S.COLLECTING:
-        collect.collect_outputs(attempt.pk)
-
-
 def run_job(
     job_id: int,
     *,
@@ -214,7 +198,7 @@ def run_job(
             if time.monotonic() >= deadline:
                 return Outcome(job=job, status=job.status, attempt=attempt, timed_out=True)
             if attempt is not None:
-                _step(attempt)
+                sweeps.advance(attempt, inline=True)
                 fresh = Attempt.objects.get(pk=attempt.pk)
                 if fresh.state != attempt.state:
                     continue  # progress: look again at once

@@ -1,71 +1,43 @@
-"""Writes of the staging pipeline: jobs, the submit step, state transitions, retries, cancel.
+"""Writes of the staging pipeline: jobs (create, retry, cancel), submitting an attempt, and taking in
+news about a prediction (its create's answer, a webhook, a poll, a reconcile).
 
-Rules that hold everywhere here:
-
-- Every state change is a compare-and-set UPDATE (`filter(state__in=…).update(…)`): when two
-  workers, a webhook and the poller race, exactly one wins and the others do nothing.
-- States only move forward (`Attempt.RANK`); a terminal attempt never changes again.
-- An attempt creates at most one prediction: only the worker that wins the queued→submitting claim
-  may call create; its input is recorded before the call; an attempt with a prediction id is only
-  read; a create whose answer was lost is reconciled (`reconcile.py`) before anything new is created.
-- Queue work follows commits (`transaction.on_commit`), so a task never runs before its rows exist.
+State changes themselves are the compare-and-set transitions of `transitions`; this module decides
+which one to call and does what a transition may not: calling Replicate (create, and cancel a
+prediction nobody will use). An attempt creates at most one prediction: only the winner of
+`transitions.claim` calls create, after `transitions.record_input` confirmed the claim still holds; a
+create whose answer was lost is reconciled (`reconcile`) before anything new is created
+(docs/architecture.md#never-pay-twice).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import timedelta
-from decimal import Decimal
 from typing import IO, Any
 
-from django.conf import settings
 from django.core.files.base import ContentFile
-from django.db import IntegrityError, transaction
-from django.db.models import Max, Value
-from django.db.models.functions import Coalesce
-from django.utils import timezone
-from django_q.tasks import async_task
+from django.db import transaction
 from pydantic import ValidationError
 
 from models_config.registry import UnknownModelError, get_spec
 from models_config.schemas import describe_errors, error_fields
 
-from . import gateway, images, selectors, storage
+from . import gateway, images, selectors, storage, transitions
 from .errors import (
     PERMANENT,
-    TRANSIENT,
     GatewayError,
     JobBusyError,
     JobInputError,
     ReplicateNotConfigured,
-    classify_prediction_error,
 )
+from .gateway import Prediction
 from .models import Attempt, ConfigSource, StagingJob
+from .queue import enqueue
+from .transitions import Adoption
 
 logger = logging.getLogger(__name__)
 
 S = Attempt.State
-# Replicate status -> our attempt state.
-STATUS_TO_STATE = {
-    "starting": S.SUBMITTED,
-    "processing": S.PROCESSING,
-    "succeeded": S.COLLECTING,
-    "failed": S.FAILED,
-    "canceled": S.CANCELED,
-    "aborted": S.CANCELED,
-}
-
-
-def _before(state: str) -> list[str]:
-    """States an attempt may move to `state` from (strictly lower rank)."""
-    return [s for s, rank in Attempt.RANK.items() if rank < Attempt.RANK[state]]
-
-
-def enqueue(func: str, *args: Any) -> None:
-    """Queue `staging.tasks.<func>(*args)` once the current transaction commits."""
-    name = f"{func}-{'-'.join(map(str, args))}"
-    transaction.on_commit(lambda: async_task(f"staging.tasks.{func}", *args, task_name=name))
 
 
 def _check_override(slug: str, override: Mapping[str, Any]) -> None:
@@ -94,8 +66,7 @@ def create_job(
     Raises `ImageRejected` (bad photo), `JobInputError` (unknown model, invalid override; `.errors`
     maps fields to messages) or `ReplicateNotConfigured`; in every case nothing is stored.
     """
-    if not settings.REPLICATE_API_TOKEN:
-        raise ReplicateNotConfigured()
+    gateway.require_configured()
     try:
         spec = get_spec(model)
     except UnknownModelError as exc:
@@ -159,47 +130,14 @@ def cancel_job(job_id: int, reason: str = "Canceled on request.") -> Attempt | N
     attempt = Attempt.objects.filter(job_id=job_id).order_by("-number").first()
     if attempt is None or attempt.is_terminal:
         return None
-    now = timezone.now()
-    won = Attempt.objects.filter(pk=attempt.pk, state__in=_before(S.CANCELED)).update(
-        state=S.CANCELED, error=reason, error_class="", finished_at=now, checked_at=now
-    )
+    won = transitions.cancel(attempt.pk, reason)
     attempt.refresh_from_db()
     if won and attempt.prediction_id:
-        _cancel_quietly(attempt.prediction_id)
+        gateway.cancel_quietly(attempt.prediction_id)
     return attempt
 
 
-def _cancel_quietly(prediction_id: str) -> None:
-    try:
-        gateway.cancel_prediction(prediction_id)
-    except GatewayError as exc:
-        logger.warning("Could not cancel prediction %s: %s", prediction_id, exc)
-
-
 # --- Submitting ----------------------------------------------------------------------------------
-
-
-def webhook_url(attempt: Attempt) -> str | None:
-    """Where Replicate should report this attempt's progress (None: no public URL, poll instead)."""
-    if not settings.STAGING_PUBLIC_URL:
-        return None
-    return f"{settings.STAGING_PUBLIC_URL}/webhooks/replicate/?attempt={attempt.token}"
-
-
-def claim_attempt(attempt_id: int) -> bool:
-    """queued → submitting, if due. Only the one caller that gets True may create a prediction."""
-    now = timezone.now()
-    return bool(
-        Attempt.objects.filter(pk=attempt_id, state=S.QUEUED)
-        .exclude(next_retry_at__gt=now)
-        .update(
-            state=S.SUBMITTING,
-            submitting_at=now,
-            checked_at=now,
-            # Kept across a requeue (reconcile), so a submit that keeps crashing still ends at its deadline.
-            deadline=Coalesce("deadline", Value(now + timedelta(seconds=settings.STAGING_ATTEMPT_DEADLINE_SECONDS))),
-        )
-    )
 
 
 def submit_attempt(attempt_id: int) -> None:
@@ -207,7 +145,7 @@ def submit_attempt(attempt_id: int) -> None:
 
     Safe to run any number of times, concurrently: losers of the claim return without a call.
     """
-    if not claim_attempt(attempt_id):
+    if not transitions.claim(attempt_id):
         return
     attempt = Attempt.objects.select_related("job").get(pk=attempt_id)
     job = attempt.job
@@ -217,186 +155,75 @@ def submit_attempt(attempt_id: int) -> None:
         resolved = selectors.resolve_input(job, image_url)
     except ValidationError as exc:
         message = f"The configuration for {job.model_slug} is invalid: {describe_errors(exc.errors())}"
-        fail_attempt(attempt_id, message, PERMANENT)
+        transitions.fail(attempt_id, message, PERMANENT)
         return
     except ReplicateNotConfigured as exc:
-        fail_attempt(attempt_id, str(exc), PERMANENT)
+        transitions.fail(attempt_id, str(exc), PERMANENT)
         return
     except GatewayError as exc:  # the Files API upload
-        fail_attempt(attempt_id, exc.message, exc.error_class, retry_after=exc.retry_after)
+        transitions.fail(attempt_id, exc.message, exc.error_class, retry_after=exc.retry_after)
         return
 
-    # Recorded before the create: reconcile can then recognise the prediction by its input.
-    Attempt.objects.filter(pk=attempt_id).update(
-        config_version_id=resolved.active.version_id,
+    source = ConfigSource.OVERRIDE if job.config_override else ConfigSource(resolved.active.source)
+    recorded = transitions.record_input(
+        attempt_id,
+        version_id=resolved.active.version_id,
         config=resolved.config.model_dump(mode="json"),
-        config_source=ConfigSource.OVERRIDE if job.config_override else ConfigSource(resolved.active.source),
-        input=resolved.input,
+        source=source,
+        model_input=resolved.input,
     )
-    model_input = resolved.input
+    if not recorded:
+        logger.info("Attempt %s ended before its create; nothing sent", attempt_id)
+        return
     try:
-        prediction = gateway.create_prediction(spec.ref, model_input, webhook_url(attempt))
+        prediction = gateway.create_prediction(spec.ref, resolved.input, gateway.webhook_url_for(attempt))
     except GatewayError as exc:
         if exc.ambiguous:
-            # The prediction may exist: look for it now; if not listed yet, the poller retries later.
+            # The prediction may exist: look for it (reconcile) instead of creating again.
             logger.warning("Create for attempt %s may have happened (%s); reconciling", attempt_id, exc)
-            from .reconcile import reconcile_attempt
-
-            reconcile_attempt(attempt_id, final=False)
+            enqueue("reconcile_attempt", attempt_id)
             return
-        fail_attempt(attempt_id, exc.message, exc.error_class, retry_after=exc.retry_after)
+        transitions.fail(attempt_id, exc.message, exc.error_class, retry_after=exc.retry_after)
         return
     adopt_prediction(attempt_id, prediction)
 
 
-def adopt_prediction(attempt_id: int, prediction: dict[str, Any]) -> Attempt | None:
-    """Record that `prediction` belongs to the attempt (after create, by webhook, or by reconcile).
+# --- News about a prediction ---------------------------------------------------------------------
 
-    If the attempt meanwhile ended (canceled, failed by reconcile or deadline) the prediction is an
-    orphan: it is cancelled at Replicate so it costs no more than it must.
+
+def adopt_prediction(attempt_id: int, prediction: Prediction) -> Attempt | None:
+    """Make `prediction` the attempt's and apply its news; cancel it at Replicate if nobody will use it.
+
+    An orphan arises when the attempt ended meanwhile (canceled, failed by reconcile or a deadline):
+    it is cancelled so it costs no more than it must. Returns None on a clash (another attempt's).
     """
-    now = timezone.now()
-    pid = prediction["id"]
-    try:
-        with transaction.atomic():  # a savepoint: a clash must not break the caller's transaction
-            won = Attempt.objects.filter(pk=attempt_id, state=S.SUBMITTING, prediction_id__isnull=True).update(
-                prediction_id=pid, state=S.SUBMITTED, submitted_at=now, checked_at=now
-            )
-    except IntegrityError:
-        logger.error("Prediction %s is already recorded on another attempt; not adopting it for %s", pid, attempt_id)
+    outcome = transitions.adopt(attempt_id, prediction.id)
+    if outcome is Adoption.CLASH:
         return None
     attempt = Attempt.objects.get(pk=attempt_id)
-    if not won and attempt.prediction_id != pid:
-        logger.warning("Attempt %s is %s; canceling orphan prediction %s", attempt_id, attempt.state, pid)
-        _cancel_quietly(pid)
+    if outcome is Adoption.ORPHAN:
+        logger.warning("Attempt %s is %s; canceling orphan prediction %s", attempt_id, attempt.state, prediction.id)
+        gateway.cancel_quietly(prediction.id)
         return attempt
-    return apply_prediction_update(prediction, attempt=attempt)
+    return transitions.apply_update(attempt, prediction)
 
 
-# --- Progress ------------------------------------------------------------------------------------
+def apply_prediction_update(prediction: Prediction, attempt: Attempt | None = None) -> Attempt | None:
+    """Apply news about `prediction` (webhook, poll) to the attempt that owns it.
 
-
-def apply_prediction_update(prediction: dict[str, Any], attempt: Attempt | None = None) -> Attempt | None:
-    """Apply a prediction JSON (webhook, poll, create answer) to its attempt, forward only.
-
-    Returns the attempt, or None when no attempt owns this prediction. On success the output URLs
-    are saved and `collect_outputs` is queued; on failure the error is classified and, for a
-    transient one, the next attempt is scheduled.
+    Returns the attempt, or None when no attempt owns this prediction. A webhook that beats the
+    create's answer adopts the prediction; a late prediction of an attempt that was given up is
+    cancelled.
     """
-    pid = prediction.get("id")
     if attempt is None:
-        attempt = Attempt.objects.filter(prediction_id=pid).first()
+        attempt = Attempt.objects.filter(prediction_id=prediction.id).first()
         if attempt is None:
             return None
-    elif attempt.prediction_id is None and attempt.state == S.SUBMITTING and pid:
-        return adopt_prediction(attempt.pk, prediction)  # a webhook that beat the create's answer
-    if attempt.prediction_id != pid:
-        logger.warning("Prediction %s does not belong to attempt %s; ignored", pid, attempt.pk)
-        orphan = attempt.prediction_id is None and attempt.is_terminal
-        if orphan and prediction.get("status") in ("starting", "processing"):
-            _cancel_quietly(pid)  # the attempt was given up: stop paying for its late prediction
+    elif attempt.prediction_id is None and attempt.state == S.SUBMITTING:
+        return adopt_prediction(attempt.pk, prediction)
+    if attempt.prediction_id != prediction.id:
+        logger.warning("Prediction %s does not belong to attempt %s; ignored", prediction.id, attempt.pk)
+        if attempt.prediction_id is None and attempt.is_terminal and prediction.running:
+            gateway.cancel_quietly(prediction.id)  # the attempt was given up: stop paying for it
         return attempt
-
-    status = prediction.get("status") or ""
-    target = STATUS_TO_STATE.get(status)
-    if target is None:
-        logger.warning("Unknown prediction status %r for %s; ignored", status, pid)
-        return attempt
-    now = timezone.now()
-    metrics = prediction.get("metrics") or {}
-    common: dict[str, Any] = {"replicate_status": status, "checked_at": now}
-    if metrics.get("predict_time") is not None:
-        common["predict_time"] = metrics["predict_time"]
-
-    if target == S.FAILED:
-        error_class, message = classify_prediction_error(prediction.get("error"))
-        fail_attempt(attempt.pk, message, error_class, extra=common)
-    elif target == S.CANCELED:
-        Attempt.objects.filter(pk=attempt.pk, state__in=_before(S.CANCELED)).update(
-            state=S.CANCELED, error="The prediction was canceled at Replicate.", finished_at=now, **common
-        )
-    elif target == S.COLLECTING:
-        won = Attempt.objects.filter(pk=attempt.pk, state__in=_before(S.COLLECTING)).update(
-            state=S.COLLECTING, output=prediction.get("output"), **common
-        )
-        if won:
-            if prediction.get("output") is None and prediction.get("data_removed"):
-                fail_attempt(attempt.pk, DATA_REMOVED_MESSAGE, PERMANENT)
-            else:
-                enqueue("collect_outputs", attempt.pk)
-    else:
-        won = Attempt.objects.filter(pk=attempt.pk, state__in=_before(target)).update(state=target, **common)
-        if not won:  # same state again (or older news): only note that we heard from it
-            Attempt.objects.filter(pk=attempt.pk, state=target).update(**common)
-    attempt.refresh_from_db()
-    return attempt
-
-
-DATA_REMOVED_MESSAGE = (
-    "Replicate deleted this prediction's outputs (data_removed, one hour after completion) before they were copied. "
-    "Retry the job to run the model again."
-)
-
-
-def fail_attempt(
-    attempt_id: int,
-    message: str,
-    error_class: str,
-    *,
-    retry_after: float | None = None,
-    extra: Mapping[str, Any] | None = None,
-) -> bool:
-    """Move a non-terminal attempt to failed; for a transient error schedule the next attempt.
-
-    Returns whether this call made the change (False: someone else already ended the attempt).
-    """
-    now = timezone.now()
-    with transaction.atomic():
-        won = Attempt.objects.filter(pk=attempt_id, state__in=_before(S.FAILED)).update(
-            state=S.FAILED, error=message, error_class=error_class, finished_at=now, **(extra or {})
-        )
-        if not won:
-            return False
-        attempt = Attempt.objects.select_related("job").get(pk=attempt_id)
-        if error_class == TRANSIENT:
-            _schedule_next_attempt(attempt, retry_after)
-    logger.info("Attempt %s failed (%s): %s", attempt_id, error_class, message)
-    return True
-
-
-def backoff_seconds(number: int, retry_after: float | None) -> float:
-    """Exponential backoff after attempt `number`, never shorter than a 429's named wait."""
-    base = settings.STAGING_RETRY_BASE_SECONDS * (2 ** max(0, number - 1))
-    return max(min(base, settings.STAGING_RETRY_MAX_SECONDS), retry_after or 0.0)
-
-
-def _schedule_next_attempt(failed: Attempt, retry_after: float | None) -> Attempt | None:
-    max_attempts = settings.STAGING_MAX_ATTEMPTS
-    last = failed.job.attempts.aggregate(n=Max("number"))["n"] or failed.number
-    if last != failed.number:
-        return None  # a newer attempt exists already (a retry_job raced us)
-    if failed.number >= max_attempts:
-        Attempt.objects.filter(pk=failed.pk).update(
-            error=f"{failed.error} Gave up after {failed.number} attempt(s); retry the job to try again."
-        )
-        return None
-    delay = backoff_seconds(failed.number, retry_after)
-    next_at = timezone.now() + timedelta(seconds=delay) if delay > 0 else None
-    attempt = Attempt.objects.create(job_id=failed.job_id, number=failed.number + 1, next_retry_at=next_at)
-    Attempt.objects.filter(pk=failed.pk).update(
-        error=f"{failed.error} Retrying as attempt {attempt.number} of {max_attempts} in {delay:.0f}s."
-    )
-    if next_at is None:
-        enqueue("submit_attempt", attempt.pk)
-    return attempt
-
-
-def mark_succeeded(attempt_id: int, n_outputs: int) -> bool:
-    """collecting → succeeded once every output is stored; records the cost."""
-    attempt = Attempt.objects.select_related("job").get(pk=attempt_id)
-    price = get_spec(attempt.job.model_slug).price_per_image
-    return bool(
-        Attempt.objects.filter(pk=attempt_id, state=S.COLLECTING).update(
-            state=S.SUCCEEDED, finished_at=timezone.now(), cost=price * Decimal(n_outputs), error=""
-        )
-    )
+    return transitions.apply_update(attempt, prediction)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.conf import settings
 from django_q.models import Schedule
 
-from . import collect, reconcile, services
+from . import collect, reconcile, services, sweeps
 
 # name -> (function path, minutes between runs)
 SCHEDULES: dict[str, tuple[str, int]] = {
@@ -27,20 +27,25 @@ def collect_outputs(attempt_id: int) -> None:
     collect.collect_outputs(attempt_id)
 
 
+def reconcile_attempt(attempt_id: int) -> None:
+    """Queued after a create whose answer was lost: look for its prediction now (not yet final)."""
+    reconcile.reconcile_attempt(attempt_id, final=False)
+
+
 def poll_in_flight() -> dict[str, int]:
     if settings.STAGING_PUBLIC_URL:  # webhooks report progress: only late ones need a look, once
-        return reconcile.poll_in_flight()
-    return reconcile.poll_while_in_flight(
+        return sweeps.poll_in_flight()
+    return sweeps.poll_while_in_flight(
         window=settings.STAGING_POLL_WINDOW_SECONDS, interval=settings.STAGING_POLL_INTERVAL_SECONDS
     )
 
 
 def enforce_deadlines() -> int:
-    return reconcile.enforce_deadlines()
+    return sweeps.enforce_deadlines()
 
 
 def retry_due() -> int:
-    return reconcile.retry_due()
+    return sweeps.retry_due()
 
 
 def ensure_schedules() -> list[Schedule]:

@@ -99,15 +99,13 @@ def replicate_webhook(request: HttpRequest) -> JsonResponse:
         logger.warning("Webhook rejected (%s): %s", exc.status, exc)
         return JsonResponse({"error": str(exc)}, status=exc.status)
     try:
-        prediction = json.loads(request.body)
-    except ValueError:
-        prediction = None
-    if not isinstance(prediction, dict) or not prediction.get("id"):
+        prediction = gateway.Prediction.from_json(json.loads(request.body))
+    except (ValueError, GatewayError):
         return JsonResponse({"error": "body is not a prediction object"}, status=400)
 
-    attempt = selectors.attempt_by_token(request.GET.get("attempt", ""))
+    attempt = selectors.attempt_by_token(gateway.attempt_token_from(request.get_full_path()))
     if attempt is None:
-        logger.warning("Webhook %s for prediction %s names no known attempt", msg_id, prediction["id"])
+        logger.warning("Webhook %s for prediction %s names no known attempt", msg_id, prediction.id)
         return JsonResponse({"error": "unknown attempt"}, status=404)
     # One transaction: if applying fails, the delivery row goes too and Replicate's redelivery is applied.
     with transaction.atomic():
@@ -116,8 +114,8 @@ def replicate_webhook(request: HttpRequest) -> JsonResponse:
                 WebhookDelivery.objects.create(
                     webhook_id=msg_id[:100],
                     attempt=attempt,
-                    prediction_id=prediction["id"],
-                    status=str(prediction.get("status", ""))[:20],
+                    prediction_id=prediction.id[:64],
+                    status=prediction.raw_status[:20],
                 )
         except IntegrityError:
             return JsonResponse({"ok": True, "duplicate": True})

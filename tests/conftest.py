@@ -37,10 +37,10 @@ def _fresh_process_caches():
     from staging import gateway
 
     selectors.invalidate()
-    gateway._secret_cache.clear()
+    gateway.secret_cache.clear()
     yield
     selectors.invalidate()
-    gateway._secret_cache.clear()
+    gateway.secret_cache.clear()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
-from staging import fetch, reconcile
+from staging import fetch, sweeps
 from staging.models import Attempt, StagedImage, StagingJob
 
 from .conftest import image_bytes
@@ -82,8 +82,8 @@ def drive(job_id: int, timeout: float = 10.0) -> str:
     """Run the poller until the job is terminal, as the scheduled tick would."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        reconcile.poll_in_flight()
-        reconcile.retry_due()
+        sweeps.poll_in_flight()
+        sweeps.retry_due()
         status = StagingJob.objects.get(pk=job_id).status
         if status in ("succeeded", "failed", "canceled"):
             return status

@@ -8,7 +8,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 
-from staging import reconcile, services
+from staging import services, sweeps
 from staging.models import Attempt, StagingJob
 from tests.waiting import wait_until
 
@@ -41,8 +41,8 @@ def drive(job: StagingJob, timeout: float = 10.0, *, poll: bool = True) -> str:
 
     def done() -> bool:
         if poll:
-            reconcile.poll_in_flight()
-            reconcile.retry_due()
+            sweeps.poll_in_flight()
+            sweeps.retry_due()
         return job_status(job) in ("succeeded", "failed", "canceled")
 
     wait_until(done, timeout)

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from replicate_emulator import Emulator
-from staging import reconcile, services
+from staging import services, sweeps
 from tests.waiting import wait_until
 
 from .conftest import attempts, drive, upload
@@ -23,7 +23,7 @@ def test_429_waits_the_named_time_then_succeeds(pipeline, make_job):
     assert "rate limit" in first.error and "attempt 2" in first.error
     assert second.state == "queued" and second.next_retry_at is not None
     assert (second.next_retry_at - first.finished_at).total_seconds() >= 0.9  # honours "~1s"
-    assert reconcile.retry_due() == 0  # not due yet
+    assert sweeps.retry_due() == 0  # not due yet
     time.sleep(1.05)
     assert drive(job) == "succeeded"
     assert pipeline.counters()["creates_total"] == 1  # the throttled request created nothing
@@ -114,7 +114,7 @@ def test_deadline_cancels_at_replicate_and_fails(pipeline, make_job, settings):
     settings.STAGING_ATTEMPT_DEADLINE_SECONDS = 0
     job = make_job()
     [attempt] = attempts(job)
-    assert reconcile.enforce_deadlines() == 1
+    assert sweeps.enforce_deadlines() == 1
     attempt.refresh_from_db()
     assert attempt.state == "failed" and "did not finish" in attempt.error
     assert wait_until(lambda: pipeline.get_prediction(attempt.prediction_id)["status"] == "canceled", 3)
@@ -127,7 +127,7 @@ def test_cancel_job_cancels_at_replicate(pipeline, make_job):
     attempt = services.cancel_job(job.pk)
     assert attempt.state == "canceled"
     assert wait_until(lambda: pipeline.get_prediction(attempt.prediction_id)["status"] == "canceled", 3)
-    reconcile.poll_in_flight()
+    sweeps.poll_in_flight()
     job.refresh_from_db()
     assert job.status == "canceled"
 

@@ -10,7 +10,7 @@ from django.db import connection
 from django_q.conf import Conf
 
 from models_config.registry import get_spec
-from staging import gateway, reconcile, services
+from staging import gateway, reconcile, services, sweeps, transitions
 from staging.models import Attempt, StagedImage, WebhookDelivery
 from tests.waiting import wait_until
 
@@ -85,7 +85,7 @@ def test_dropped_create_is_adopted_by_input_when_polling(pipeline, make_job):
 def _claimed_with_input(job) -> Attempt:
     """Simulate a worker that claimed and recorded the input, then crashed around the create."""
     attempt = attempts(job)[0]
-    assert services.claim_attempt(attempt.pk)
+    assert transitions.claim(attempt.pk)
     spec = get_spec(job.model_slug)
     image_url = gateway.upload_file(io.BytesIO(image_bytes()), "room.jpg", "image/jpeg")
     model_input = {"prompt": "stage it", "input_image": image_url}
@@ -102,13 +102,13 @@ def test_crash_after_create_is_reconciled_not_recreated(pipeline, monkeypatch, s
     webhook = f"http://127.0.0.1:9/webhooks/replicate/?attempt={attempt.token}"
     created = gateway.create_prediction(spec.ref, model_input, webhook)
     settings.STAGING_RECONCILE_AFTER_SECONDS = 3600
-    reconcile.poll_in_flight()
+    sweeps.poll_in_flight()
     attempt.refresh_from_db()
     assert attempt.state == "submitting" and attempt.prediction_id is None  # not overdue yet
     settings.STAGING_RECONCILE_AFTER_SECONDS = 0
-    reconcile.poll_in_flight()
+    sweeps.poll_in_flight()
     attempt.refresh_from_db()
-    assert attempt.prediction_id == created["id"]
+    assert attempt.prediction_id == created.id
     assert drive(job) == "succeeded"
     assert pipeline.creates_for_token(attempt.token) == 1
     assert pipeline.counters()["creates_total"] == 1
@@ -119,7 +119,7 @@ def test_crash_before_create_gets_a_new_attempt_after_the_safe_delay(pipeline, m
     job, _ = _queued_job(pipeline, monkeypatch)
     attempt, _, _ = _claimed_with_input(job)
     settings.STAGING_RECONCILE_AFTER_SECONDS = 3600
-    reconcile.poll_in_flight()
+    sweeps.poll_in_flight()
     attempt.refresh_from_db()
     assert attempt.state == "submitting"  # not yet: the create might still be in flight
     assert pipeline.counters()["creates_total"] == 0
@@ -133,7 +133,7 @@ def test_crash_before_create_gets_a_new_attempt_after_the_safe_delay(pipeline, m
 
 def test_crash_before_input_recorded_requeues_the_same_attempt(pipeline, monkeypatch):
     job, attempt = _queued_job(pipeline, monkeypatch)
-    assert services.claim_attempt(attempt.pk)
+    assert transitions.claim(attempt.pk)
     assert drive(job) == "succeeded"
     assert len(attempts(job)) == 1
     assert pipeline.counters()["creates_total"] == 1
@@ -156,7 +156,7 @@ def test_webhook_and_poller_racing(webhook_pipeline, make_job, settings):
     jobs = [make_job("flux-kontext-pro") for _ in range(3)]
 
     def all_done() -> bool:
-        reconcile.poll_in_flight()
+        sweeps.poll_in_flight()
         return all(not j.refresh_from_db() and j.status == "succeeded" for j in jobs)
 
     assert wait_until(all_done, 15)
@@ -170,7 +170,7 @@ def test_webhook_and_poller_racing(webhook_pipeline, make_job, settings):
 
 def test_requeued_attempt_keeps_its_deadline(pipeline, monkeypatch, settings):
     job, attempt = _queued_job(pipeline, monkeypatch)
-    assert services.claim_attempt(attempt.pk)
+    assert transitions.claim(attempt.pk)
     first_deadline = Attempt.objects.get(pk=attempt.pk).deadline
     assert reconcile.reconcile_attempt(attempt.pk, final=True) == "requeued"
     attempt.refresh_from_db()

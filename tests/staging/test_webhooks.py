@@ -107,10 +107,10 @@ def test_a_rotated_secret_is_fetched_again_at_most_once_a_minute(client, pipelin
     key = (gateway.settings.REPLICATE_BASE_URL, gateway.settings.REPLICATE_API_TOKEN)
     old_secret = "whsec_" + "QUJD" * 8
     # The cache holds the secret from before a rotation, fetched just now: no refetch yet.
-    monkeypatch.setitem(gateway._secret_cache, key, (old_secret, time.monotonic()))
+    monkeypatch.setitem(gateway.secret_cache, key, (old_secret, time.monotonic()))
     assert post(client, body, token=attempt.token, headers=signed(pipeline.webhook_secret, body)).status_code == 401
     # Older than a minute: the failing signature makes it fetch the current secret, and the message passes.
-    monkeypatch.setitem(gateway._secret_cache, key, (old_secret, time.monotonic() - 120))
+    monkeypatch.setitem(gateway.secret_cache, key, (old_secret, time.monotonic() - 120))
     answer = post(client, body, token=attempt.token, headers=signed(pipeline.webhook_secret, body, msg_id="msg_2"))
     assert answer.status_code == 200
-    assert gateway._secret_cache[key][0] == pipeline.webhook_secret
+    assert gateway.secret_cache[key][0] == pipeline.webhook_secret
