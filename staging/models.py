@@ -15,7 +15,8 @@ from django.db import models
 from django.db.models import Case, CharField, OuterRef, Q, Subquery, Value, When
 
 
-def _token() -> str:
+def new_token() -> str:
+    """An attempt's unguessable webhook credential (docs/replicate.md#webhooks)."""
     return secrets.token_urlsafe(24)
 
 
@@ -144,7 +145,7 @@ class Attempt(models.Model):
 
     job = models.ForeignKey(StagingJob, on_delete=models.CASCADE, related_name="attempts")
     number = models.PositiveIntegerField()
-    token = models.CharField(max_length=64, unique=True, default=_token, editable=False)
+    token = models.CharField(max_length=64, unique=True, default=new_token, editable=False)
     state = models.CharField(max_length=20, choices=State.choices, default=State.QUEUED)
     config_version = models.ForeignKey(
         "models_config.ModelConfigVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"

@@ -2,7 +2,7 @@
 
 Work is queued when the current transaction commits (at once in autocommit), so a task never runs
 before the rows it reads exist, and a rolled-back change queues nothing. The queue delivers at least
-once (docs/architecture.md#the-queue), so every task it runs is idempotent.
+once (docs/architecture.md#idempotent-tasks), so every task it runs is idempotent.
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('number', models.PositiveIntegerField()),
-                ('token', models.CharField(default=staging.models._token, editable=False, max_length=64, unique=True)),
+                ('token', models.CharField(default=staging.models.new_token, editable=False, max_length=64, unique=True)),
                 ('state', models.CharField(choices=[('queued', 'Queued'), ('submitting', 'Submitting'), ('submitted', 'Submitted'), ('processing', 'Processing'), ('collecting', 'Collecting'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('canceled', 'Canceled')], default='queued', max_length=20)),
                 ('config', models.JSONField(blank=True, help_text='The validated config actually used.', null=True)),
                 ('config_source', models.CharField(blank=True, default='', max_length=20)),
