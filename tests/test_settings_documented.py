@@ -40,7 +40,7 @@ def _first_str(args: list[ast.expr]) -> str | None:
 
 
 def env_reads(source: str) -> set[str]:
-    """Names read with `env.<type>("NAME")`, `env("NAME")`, `os.environ.get("NAME")`, `os.getenv` or `os.environ["NAME"]`."""
+    """Names read by `env.<type>("NAME")`, `env("NAME")`, `os.environ.get`, `os.getenv` or `os.environ["NAME"]`."""
     names: set[str] = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Call):
@@ -95,7 +95,8 @@ def settings_table(readme: str) -> set[str]:
 def test_the_parser_sees_every_kind_of_read():
     source = (
         'import os\nA = env.bool("A_FLAG", default=False)\nB = env("B_PLAIN")\nC = os.environ.get("C_OS", "")\n'
-        'D = os.getenv("D_GETENV")\nE = os.environ["E_ITEM"]\nos.environ["F_WRITE"] = "1"\nG = env.list(\n  "G_LIST"\n)\n'
+        'D = os.getenv("D_GETENV")\nE = os.environ["E_ITEM"]\nos.environ["F_WRITE"] = "1"\n'
+        'G = env.list(\n  "G_LIST"\n)\n'
     )
     assert env_reads(source) == {"A_FLAG", "B_PLAIN", "C_OS", "D_GETENV", "E_ITEM", "G_LIST"}
 
