@@ -116,7 +116,7 @@ def address_allowed(ip: IPAddress) -> bool:
 
 
 def _allow_private() -> bool:
-    return bool(getattr(settings, "STAGING_FETCH_ALLOW_PRIVATE", False))
+    return settings.STAGING_FETCH_ALLOW_PRIVATE
 
 
 def resolve(host: str, port: int) -> list[IPAddress]:

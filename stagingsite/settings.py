@@ -1,8 +1,8 @@
 """Settings, read from the environment (and a `.env` file when present).
 
-Every knob of the outside contract (DESIGN.md) is an environment variable with a safe
-development default. With `DJANGO_DEBUG` off the defaults harden so that
-`manage.py check --deploy` passes.
+Every knob is an environment variable with a safe development default, and README.md's settings
+table lists each one (tests/test_settings_documented.py keeps the two equal). With `DJANGO_DEBUG`
+off the defaults harden so that `manage.py check --deploy` passes (docs/operations.md#production-settings).
 """
 
 from pathlib import Path
@@ -133,6 +133,9 @@ REPLICATE_OUTPUT_HOSTS = env.list("REPLICATE_OUTPUT_HOSTS", default=_default_out
 # Uploads: byte cap and pixel cap (decompression-bomb guard, checked before the full decode).
 STAGING_MAX_UPLOAD_BYTES = env.int("STAGING_MAX_UPLOAD_BYTES", default=25 * 1024 * 1024)
 STAGING_MAX_IMAGE_PIXELS = env.int("STAGING_MAX_IMAGE_PIXELS", default=40_000_000)
+# Let the jobs API fetch `image_url`s on loopback/private addresses (staging/fetch.py's SSRF check off):
+# for tests and local demos only, never in production.
+STAGING_FETCH_ALLOW_PRIVATE = env.bool("STAGING_FETCH_ALLOW_PRIVATE", default=False)
 # Outputs downloaded from Replicate: byte cap and per-request timeout (seconds).
 STAGING_MAX_OUTPUT_BYTES = env.int("STAGING_MAX_OUTPUT_BYTES", default=50 * 1024 * 1024)
 STAGING_DOWNLOAD_TIMEOUT = env.float("STAGING_DOWNLOAD_TIMEOUT", default=30.0)
@@ -162,7 +165,7 @@ STAGING_POLL_BATCH = env.int("STAGING_POLL_BATCH", default=200)
 # How long a process trusts its cached active config before re-checking the database.
 MODELS_CONFIG_CACHE_SECONDS = env.float("MODELS_CONFIG_CACHE_SECONDS", default=1.0)
 
-# --- Queue (django-q2, ORM broker; see LIBRARY-NOTES.md for why these numbers) ----------------
+# --- Queue (django-q2, ORM broker; docs/operations.md#queue-settings says why these numbers) -----
 Q_CLUSTER = {
     "name": "staging",
     "orm": "default",
