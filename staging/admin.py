@@ -18,9 +18,9 @@ from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
-from . import selectors, services
+from . import derivatives, selectors, services
 from .errors import StagingError
-from .models import Attempt, JobStatus, StagingJob
+from .models import Attempt, DerivativeKind, JobStatus, StagingJob
 
 
 def _pretty(value: Any) -> SafeString:
@@ -150,7 +150,7 @@ class StagingJobAdmin(admin.ModelAdmin):
             (
                 (
                     image.file.url,
-                    (image.thumbnail or image.file).url,
+                    derivatives.derivative_url(image, DerivativeKind.THUMBNAIL) or image.file.url,
                     f"output {image.index + 1}",
                     f"Staged {image.index + 1} ({image.width}x{image.height})",
                 )

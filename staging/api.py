@@ -28,9 +28,9 @@ from pydantic import ValidationError
 from models_config.auth import api_auth, require_perm
 from models_config.registry import UnknownModelError, get_spec
 
-from . import fetch, selectors, services
+from . import derivatives, fetch, selectors, services
 from .errors import ImageRejected, JobBusyError, JobInputError, ReplicateNotConfigured
-from .models import Attempt, StagingJob
+from .models import Attempt, DerivativeKind, StagedImage, StagingJob
 from .schemas import (
     CREATE_JOB_OPENAPI,
     REPROCESS_OPENAPI,
@@ -188,19 +188,23 @@ def _job_out(request: HttpRequest, job_id: int) -> dict[str, Any]:
         "created_at": job.created_at,
         "updated_at": job.updated_at,
         "attempts": [_attempt_out(attempt) for attempt in attempts],
-        "outputs": [
-            {
-                "index": image.index,
-                "url": _url(request, image.file),
-                "thumbnail_url": _url(request, image.thumbnail),
-                "content_type": image.content_type,
-                "width": image.width,
-                "height": image.height,
-                "size": image.size,
-                "checksum": image.checksum,
-            }
-            for image in selectors.outputs_of(job)
-        ],
+        "outputs": [_output_out(request, image) for image in selectors.outputs_of(job)],
+    }
+
+
+def _output_out(request: HttpRequest, image: StagedImage) -> dict[str, Any]:
+    made = derivatives.by_kind(image)
+    thumbnail = made.get(DerivativeKind.THUMBNAIL)
+    return {
+        "index": image.index,
+        "url": _url(request, image.file),
+        "thumbnail_url": _url(request, thumbnail.file) if thumbnail else None,
+        "derivatives": {kind: _url(request, derivative.file) for kind, derivative in made.items()},
+        "content_type": image.content_type,
+        "width": image.width,
+        "height": image.height,
+        "size": image.size,
+        "checksum": image.checksum,
     }
 
 

@@ -20,9 +20,9 @@ from django.db import IntegrityError, transaction
 
 from models_config.registry import get_spec
 
-from . import gateway, images, transitions
+from . import derivatives, gateway, images, transitions
 from .errors import DATA_REMOVED_MESSAGE, PERMANENT, GatewayError, ImageRejected
-from .models import Attempt, StagedImage
+from .models import Attempt, DerivativeKind, StagedImage
 
 logger = logging.getLogger(__name__)
 S = Attempt.State
@@ -109,7 +109,6 @@ def _store(attempt: Attempt, index: int, url: str, data: bytes) -> None:
     except ImageRejected as exc:
         raise DownloadRefused(str(exc)) from None
     extension, content_type = images.ALLOWED_FORMATS[image.format]
-    thumb = images.thumbnail_bytes(image, settings.STAGING_THUMBNAIL_SIZE)
     staged = StagedImage(
         attempt=attempt,
         index=index,
@@ -121,13 +120,12 @@ def _store(attempt: Attempt, index: int, url: str, data: bytes) -> None:
         height=image.height,
     )
     staged.file.save(f"output-{index}.{extension}", ContentFile(data), save=False)
-    staged.thumbnail.save(f"output-{index}-thumb.jpg", ContentFile(thumb), save=False)
     try:
-        with transaction.atomic():
+        with transaction.atomic():  # the output and its thumbnail are stored together, or not at all
             staged.save()
+            derivatives.make_derivative(staged, DerivativeKind.THUMBNAIL, source=image)
     except IntegrityError:  # a concurrent collect stored it first: drop our copy
-        staged.file.storage.delete(staged.file.name)
-        staged.thumbnail.storage.delete(staged.thumbnail.name)
+        derivatives.delete_staged_image(staged)
 
 
 def _data_removed(attempt: Attempt) -> bool:

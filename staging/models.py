@@ -204,7 +204,6 @@ class StagedImage(models.Model):
     index = models.PositiveIntegerField(help_text="Position in the prediction's output.")
     source_url = models.URLField(max_length=1000)
     file = models.FileField(upload_to=output_upload_to, max_length=300)
-    thumbnail = models.FileField(upload_to=output_upload_to, max_length=300, blank=True)
     content_type = models.CharField(max_length=50)
     size = models.PositiveBigIntegerField()
     checksum = models.CharField(max_length=64, help_text="SHA-256 of the stored bytes.")
@@ -215,6 +214,36 @@ class StagedImage(models.Model):
     class Meta:
         ordering = ["attempt", "index"]
         constraints = [models.UniqueConstraint(fields=["attempt", "index"], name="unique_output_index")]
+
+    def __str__(self) -> str:
+        return self.file.name
+
+
+def derivative_upload_to(derivative: Derivative, filename: str) -> str:
+    return output_upload_to(derivative.image, filename)
+
+
+class DerivativeKind(models.TextChoices):
+    """The files made from a stored output (`staging.derivatives` holds one maker per kind)."""
+
+    THUMBNAIL = "thumbnail"
+
+
+class Derivative(models.Model):
+    """A file made from a `StagedImage`'s clean file (docs/architecture.md, data model); one per kind."""
+
+    image = models.ForeignKey(StagedImage, on_delete=models.CASCADE, related_name="derivatives")
+    kind = models.CharField(max_length=20, choices=DerivativeKind.choices)
+    file = models.FileField(upload_to=derivative_upload_to, max_length=300)
+    content_type = models.CharField(max_length=50)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    size = models.PositiveBigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["image", "kind"]
+        constraints = [models.UniqueConstraint(fields=["image", "kind"], name="unique_derivative_kind")]
 
     def __str__(self) -> str:
         return self.file.name

@@ -65,7 +65,8 @@ class AttemptOut(Schema):
 class OutputOut(Schema):
     index: int
     url: str
-    thumbnail_url: str | None
+    thumbnail_url: str | None = Field(description="The thumbnail derivative's URL; null when it was not made.")
+    derivatives: dict[str, str] = Field(description="URL of each derivative made from the clean file, by kind.")
     content_type: str
     width: int
     height: int

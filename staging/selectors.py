@@ -24,11 +24,11 @@ def get_job(job_id: int) -> StagingJob:
 
 
 def outputs_of(job: StagingJob) -> QuerySet[StagedImage]:
-    """Stored outputs of the job's latest succeeded attempt."""
+    """Stored outputs of the job's latest succeeded attempt, with their derivatives (one query for all)."""
     attempt = job.attempts.filter(state=S.SUCCEEDED).order_by("-number").first()
     if attempt is None:
         return StagedImage.objects.none()
-    return attempt.images.order_by("index")
+    return attempt.images.order_by("index").prefetch_related("derivatives")
 
 
 def attempt_by_token(token: str) -> Attempt | None:

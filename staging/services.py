@@ -97,9 +97,7 @@ def create_job(
             attempt = Attempt.objects.create(job=job, number=1)
             enqueue("submit_attempt", attempt.pk)
     except Exception:
-        for field in (job.photo, job.input_photo):
-            if field:
-                field.storage.delete(field.name)
+        storage.delete_files(job.photo, job.input_photo)
         raise
     return job
 

@@ -8,11 +8,14 @@ base). Without it Replicate cannot reach us, so the photo goes through the Files
 from __future__ import annotations
 
 import io
+import logging
 
 from django.conf import settings
 from django.db.models.fields.files import FieldFile
 
 from . import gateway
+
+logger = logging.getLogger(__name__)
 
 
 def public_url(file: FieldFile) -> str:
@@ -37,3 +40,18 @@ CONTENT_TYPES = {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png", 
 
 def content_type_of(name: str) -> str:
     return CONTENT_TYPES.get(name.rsplit(".", 1)[-1].lower(), "application/octet-stream")
+
+
+def delete_files(*files: FieldFile) -> None:
+    """Delete each stored file (empty fields are skipped): the one way files leave storage.
+
+    Used by clean-ups after a failure, so it never raises: a clean-up must not hide the error that
+    caused it, and a file that cannot be deleted must not keep the others. Failures are logged.
+    """
+    for file in files:
+        if not file:
+            continue
+        try:
+            file.storage.delete(file.name)
+        except Exception:
+            logger.exception("Could not delete stored file %s", file.name)

@@ -13,8 +13,8 @@ from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
-from staging import fetch, sweeps
-from staging.models import Attempt, StagedImage, StagingJob
+from staging import derivatives, fetch, sweeps
+from staging.models import Attempt, DerivativeKind, StagedImage, StagingJob
 
 from .conftest import image_bytes
 
@@ -140,7 +140,9 @@ def test_upload_creates_a_job_that_ends_with_stored_outputs(pipeline, operator_c
     output = job["outputs"][0]
     stored = StagedImage.objects.get()
     assert output["url"] == f"http://testserver{stored.file.url}"
-    assert output["thumbnail_url"] == f"http://testserver{stored.thumbnail.url}"
+    thumbnail_url = f"http://testserver{derivatives.derivative_url(stored, DerivativeKind.THUMBNAIL)}"
+    assert output["thumbnail_url"] == thumbnail_url
+    assert output["derivatives"] == {"thumbnail": thumbnail_url}
     data = stored.file.read()
     assert output["checksum"] == hashlib.sha256(data).hexdigest() and output["size"] == len(data)
     assert (output["width"], output["height"]) == (stored.width, stored.height)

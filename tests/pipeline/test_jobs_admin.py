@@ -7,7 +7,8 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
 
-from staging.models import Attempt, StagingJob
+from staging import derivatives
+from staging.models import Attempt, DerivativeKind, StagingJob
 
 pytestmark = pytest.mark.django_db(transaction=True)
 CHANGELIST = "admin:staging_stagingjob_changelist"
@@ -58,7 +59,7 @@ def test_detail_shows_original_outputs_and_attempt_input(staff: Client, jobs) ->
     assert page.status_code == 200
     assert job.photo.url in html
     image = attempt.images.get()
-    assert image.file.url in html and image.thumbnail.url in html
+    assert image.file.url in html and derivatives.derivative_url(image, DerivativeKind.THUMBNAIL) in html
     assert "&quot;input_image&quot;" in html or '"input_image"' in html
     assert attempt.prediction_id in html
     assert attempt.token not in html  # the webhook credential is never shown

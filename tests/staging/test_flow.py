@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from models_config.registry import REGISTRY, OutputShape
-from staging import selectors
-from staging.models import StagedImage, StagingJob
+from staging import derivatives, selectors
+from staging.models import DerivativeKind, StagedImage, StagingJob
 from tests.waiting import wait_until
 
 from .conftest import attempts, drive
@@ -34,7 +34,7 @@ def assert_outputs_stored(job, emulator) -> None:
         assert image.size == len(data)
         with Image.open(image.file.path) as decoded:
             assert decoded.size == (image.width, image.height)
-        with Image.open(image.thumbnail.path) as thumb:
+        with Image.open(derivatives.get_derivative(image, DerivativeKind.THUMBNAIL).file.path) as thumb:
             assert max(thumb.size) <= 384
     assert attempt.cost == REGISTRY[job.model_slug].price_per_image * len(outputs)
     assert attempt.input and attempt.config
