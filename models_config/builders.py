@@ -1,9 +1,10 @@
 """Input builders: turn a staging request and a validated config into a model's Replicate input.
 
-A builder places the image where its model wants it (a string or an array, under the model's own
-field name), renders the prompt, and sends only the parameters the model takes. The result is
-validated against the model's `…Input` schema by `registry.ModelSpec.build_input`, so a builder
-cannot send a field the real model would answer 422 to.
+A builder renders the prompt and sends only the parameters the model takes: never the config's
+staging-only keys (`StagingConfig.staging_only_keys`). The registry adds the photo under the model's
+own field (`ModelSpec.image_field`) and validates the result against the model's `…Input` schema
+(`registry.ModelSpec.build_input`), so a builder cannot send a field the real model would answer 422
+to. Most models need only `build_standard`; a model with rules of its own wraps it.
 """
 
 from __future__ import annotations
@@ -12,9 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from .schemas import (
-    FluxKontextConfig,
-    QwenImageEditConfig,
-    QwenImageEditPlusConfig,
     SeedreamConfig,
     SeedreamSequential,
     SeedreamSize,
@@ -44,38 +42,24 @@ def _prompt(request: StagingRequest, config: StagingConfig) -> str:
 
 
 def _params(config: StagingConfig) -> dict[str, Any]:
-    """The config's model parameters as JSON, without the prompt template and unset optionals."""
-    return config.model_dump(mode="json", exclude={"prompt_template"}, exclude_none=True)
+    """The config's model parameters as JSON, without staging-only keys and unset optionals."""
+    return config.model_dump(mode="json", exclude=set(config.staging_only_keys()), exclude_none=True)
 
 
-def _with_seed(params: dict[str, Any], request: StagingRequest) -> dict[str, Any]:
-    """Seed precedence: a seed fixed in the config wins over the request's seed."""
-    if "seed" not in params and request.seed is not None:
+def build_standard(request: StagingRequest, config: StagingConfig) -> dict[str, Any]:
+    """The prompt and the parameters; for a model with a seed, a seed fixed in the config wins over the request's."""
+    params = _params(config)
+    if "seed" in type(config).model_fields and "seed" not in params and request.seed is not None:
         params["seed"] = request.seed
-    return params
-
-
-def build_flux_kontext(request: StagingRequest, config: FluxKontextConfig) -> dict[str, Any]:
-    params = _with_seed(_params(config), request)
-    return {"prompt": _prompt(request, config), "input_image": request.image_url, **params}
-
-
-def build_qwen_image_edit(request: StagingRequest, config: QwenImageEditConfig) -> dict[str, Any]:
-    params = _with_seed(_params(config), request)
-    return {"prompt": _prompt(request, config), "image": request.image_url, **params}
-
-
-def build_qwen_image_edit_plus(request: StagingRequest, config: QwenImageEditPlusConfig) -> dict[str, Any]:
-    params = _with_seed(_params(config), request)
-    return {"prompt": _prompt(request, config), "image": [request.image_url], **params}
+    return {"prompt": _prompt(request, config), **params}
 
 
 def build_seedream(request: StagingRequest, config: SeedreamConfig) -> dict[str, Any]:
-    """Seedream has no seed; width/height only go with size=custom, max_images only with auto."""
-    params = _params(config)
+    """Width/height only go with size=custom (2048 when unset), max_images only with sequential 'auto'."""
+    payload = build_standard(request, config)
     if config.size == SeedreamSize.CUSTOM:
-        params.setdefault("width", 2048)
-        params.setdefault("height", 2048)
+        payload.setdefault("width", 2048)
+        payload.setdefault("height", 2048)
     if config.sequential_image_generation != SeedreamSequential.AUTO:
-        params.pop("max_images", None)
-    return {"prompt": _prompt(request, config), "image_input": [request.image_url], **params}
+        payload.pop("max_images", None)
+    return payload

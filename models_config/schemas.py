@@ -2,10 +2,12 @@
 
 Each Replicate model has three classes built from one another so no range or enum is written twice:
 
-- `…Params`: the model's real tunable inputs with the ranges and defaults of REPLICATE.md, and the
-  cross-field rules that hold whatever the image is.
+- `…Params(ModelParams)`: the model's real tunable inputs with the ranges and defaults of
+  `docs/replicate.md`, the cross-field rules that hold whatever the image is, and what those
+  parameters make the model produce (`output_count`).
 - `…Config(StagingConfig, …Params)`: what staff edit and the database stores: the params plus the
-  prompt template. Staging always sends an input image, so image-dependent rules hold here always.
+  staging-only settings (the prompt template), which never reach Replicate. Staging always sends an
+  input image, so image-dependent rules hold here always.
 - `…Input(…Params)`: the exact JSON body the real model accepts (params + prompt + image). The input
   builders' output and the emulator's request validation both go through it.
 
@@ -56,8 +58,21 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class StagingConfig(StrictModel):
-    """The part every model's config shares: the prompt template staff tune with the parameters."""
+class ModelParams(StrictModel):
+    """A model's parameters: what its staging config and its Replicate input share."""
+
+    def output_count(self) -> int:
+        """Images one prediction returns with these parameters; a model returning several overrides it."""
+        return 1
+
+
+class StagingConfig(ModelParams):
+    """The part every model's config shares: settings staging uses itself, tuned with the parameters.
+
+    Every field declared here or on a staging-side subclass is staging-only (`staging_only_keys`):
+    the input builders leave it out, so it can never reach Replicate's input. A concrete config mixes
+    in its model's `…Params`, whose `output_count` it answers with.
+    """
 
     prompt_template: str = Field(
         DEFAULT_PROMPT_TEMPLATE,
@@ -94,10 +109,39 @@ class StagingConfig(StrictModel):
             )
         return value
 
+    @classmethod
+    def staging_only_keys(cls) -> frozenset[str]:
+        """The config's fields that none of its model's parameter classes (`…Params`) declares."""
+        params: set[str] = set()
+        for base in cls.__mro__:
+            if issubclass(base, ModelParams) and not issubclass(base, StagingConfig):
+                params.update(base.model_fields)
+        return frozenset(set(cls.model_fields) - params)
+
+
+SENTENCE_END = ".!?…"
+CLOSERS = "\"')]\u201d\u2019\u00bb"  # closing quotes and brackets after a sentence's end
+
+
+def as_sentence(text: str) -> str:
+    """Free text as one sentence of a prompt, so it reads as such between the template's sentences.
+
+    Trimmed, first letter capitalised, and a period added unless it already ends with terminal
+    punctuation (possibly inside closing quotes or brackets); empty stays empty.
+    """
+    text = text.strip()
+    if not text:
+        return ""
+    text = text[0].upper() + text[1:]
+    core = text.rstrip(CLOSERS)
+    if not core or core[-1] not in SENTENCE_END:
+        text += "."
+    return text
+
 
 def render_prompt(template: str, *, room_type: str, style: str, instructions: str = "") -> str:
-    """Fill the template; empty placeholders leave no double spaces behind."""
-    text = template.format(room_type=room_type, style=style, instructions=instructions.strip())
+    """Fill the template, instructions as a sentence; empty placeholders leave no double spaces behind."""
+    text = template.format(room_type=room_type, style=style, instructions=as_sentence(instructions))
     return " ".join(text.split())
 
 
@@ -129,7 +173,7 @@ class KontextOutputFormat(StrEnum):
 KONTEXT_MAX_TOLERANCE_WITH_IMAGE = 2
 
 
-class FluxKontextParams(StrictModel):
+class FluxKontextParams(ModelParams):
     aspect_ratio: KontextAspectRatio = Field(KontextAspectRatio.MATCH_INPUT_IMAGE, title="Aspect ratio")
     output_format: KontextOutputFormat = Field(KontextOutputFormat.PNG, title="Output format")
     safety_tolerance: int = Field(
@@ -184,7 +228,7 @@ class QwenOutputFormat(StrEnum):
     PNG = "png"
 
 
-class QwenImageEditParams(StrictModel):
+class QwenImageEditParams(ModelParams):
     go_fast: bool = Field(True, title="Go fast", description="Faster predictions with some optimisations.")
     output_format: QwenOutputFormat = Field(QwenOutputFormat.WEBP, title="Output format")
     output_quality: int = Field(95, ge=0, le=100, title="Output quality", description="0 to 100; ignored for png.")
@@ -252,7 +296,7 @@ class SeedreamSequential(StrEnum):
     AUTO = "auto"
 
 
-class SeedreamParams(StrictModel):
+class SeedreamParams(ModelParams):
     size: SeedreamSize = Field(SeedreamSize.S2K, title="Size")
     aspect_ratio: SeedreamAspectRatio = Field(
         SeedreamAspectRatio.MATCH_INPUT_IMAGE, title="Aspect ratio", description="Ignored when size is custom."
@@ -298,6 +342,10 @@ class SeedreamParams(StrictModel):
                 {"mode": mode.value},
             )
         return value
+
+    def output_count(self) -> int:
+        """Sequential 'auto' returns up to `max_images` images (an upper bound: the model may return fewer)."""
+        return self.max_images if self.sequential_image_generation == SeedreamSequential.AUTO else 1
 
 
 class SeedreamConfig(StagingConfig, SeedreamParams):

@@ -3,6 +3,8 @@
 Kept free of socket code (handlers map a `Request` to a `Response`) so the routing, auth and fault
 order are easy to read in one place. Fault order on create: auth, rate limit and injected create
 faults (like a real front door that throttles before it parses), then model lookup and validation.
+The handlers see the emulator only through `EmulatorState`, so this module never imports `emulator`
+(which imports it).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email import policy
 from email.parser import BytesParser
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from pydantic import ValidationError
@@ -23,11 +25,9 @@ from pydantic import ValidationError
 from models_config.registry import BY_REF, ModelSpec
 
 from . import openapi
-from .faults import COUNT_KINDS
-from .store import ALL_EVENTS, FileRecord, new_id, version_id
-
-if TYPE_CHECKING:
-    from .emulator import Emulator
+from .faults import COUNT_KINDS, Faults
+from .lifecycle import Lifecycle
+from .store import ALL_EVENTS, FileRecord, PredictionRecord, Store, new_id, version_id
 
 PAGE_SIZE = 100
 MAX_WAIT = 60
@@ -64,6 +64,32 @@ class ApiError(Exception):
         self.response = response
 
 
+class EmulatorState(Protocol):
+    """What the handlers use of the emulator; `emulator.Emulator` provides it."""
+
+    api_token: str
+    webhook_secret: str
+    file_ttl: float
+    faults: Faults
+    store: Store
+    lifecycle: Lifecycle
+
+    @property
+    def base_url(self) -> str: ...
+
+    def create_record(
+        self, spec: ModelSpec, model_input: dict[str, Any], webhook: str | None, events: list[str] | None
+    ) -> PredictionRecord: ...
+
+    def prediction_json(self, record: PredictionRecord) -> dict[str, Any]: ...
+
+    def set_faults(self, **faults: Any) -> dict[str, Any]: ...
+
+    def counters(self) -> dict[str, Any]: ...
+
+    def reset(self) -> None: ...
+
+
 Handler = Callable[["App", Request, re.Match[str]], Response]
 ROUTES: list[tuple[str, re.Pattern[str], bool, str]] = []  # (method, pattern, needs auth, handler name)
 
@@ -77,9 +103,9 @@ def route(method: str, pattern: str, *, auth: bool = True) -> Callable[[Handler]
 
 
 class App:
-    """Dispatches requests against one Emulator's state."""
+    """Dispatches requests against one emulator's state."""
 
-    def __init__(self, emulator: Emulator) -> None:
+    def __init__(self, emulator: EmulatorState) -> None:
         self.emu = emulator
 
     def handle(self, request: Request) -> Response:

@@ -14,7 +14,7 @@ import threading
 from typing import Any
 
 from .emulator import Emulator
-from .faults import COUNT_KINDS, RATE_FIELDS, SETTINGS, _parse
+from .faults import COUNT_KINDS, RATE_FIELDS, SETTINGS, parse_fault
 
 FAULT_HELP = {
     "create_429": "answer the next N creates with 429 (no prediction created)",
@@ -35,7 +35,7 @@ FAULT_HELP = {
 def _fault_type(name: str) -> Any:
     def convert(value: str) -> Any:
         try:
-            return _parse(name, value)
+            return parse_fault(name, value)
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
 

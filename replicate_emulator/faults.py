@@ -68,7 +68,7 @@ class Faults:
 
     def configure(self, **values: Any) -> dict[str, Any]:
         """Merge `values` into the configuration; unknown names or bad values raise ValueError, changing nothing."""
-        parsed = {name: _parse(name, value) for name, value in values.items()}
+        parsed = {name: parse_fault(name, value) for name, value in values.items()}
         with self._lock:
             for name, value in parsed.items():
                 if name in self._counts:
@@ -130,7 +130,7 @@ class Faults:
             return dict(self.injected)
 
 
-def _parse(name: str, value: Any) -> Any:
+def parse_fault(name: str, value: Any) -> Any:
     """Coerce one fault value (CLI strings and JSON numbers alike) or raise ValueError with the reason."""
     if name not in FAULT_NAMES:
         raise ValueError(f"unknown fault {name!r}; known: {', '.join(FAULT_NAMES)}")

@@ -27,8 +27,6 @@ FORMATS = {
     "webp": ("WEBP", "image/webp"),
 }
 TINTS = [(255, 170, 60), (60, 170, 255), (120, 220, 120), (220, 90, 200), (240, 230, 90)]
-# Where the models take their image(s); a value may be one URL or a list of URLs.
-IMAGE_FIELDS = ("input_image", "image", "image_input", "images", "input_images")
 
 
 T = TypeVar("T")
@@ -59,18 +57,6 @@ def digest(data: bytes) -> str:
 
 class InputImageError(Exception):
     """The input image could not be fetched or decoded; the prediction fails with this message."""
-
-
-def image_urls(model_input: dict[str, object]) -> list[tuple[str, str]]:
-    """(field, url) pairs of every image the input names, in field order."""
-    found: list[tuple[str, str]] = []
-    for name in IMAGE_FIELDS:
-        value = model_input.get(name)
-        if isinstance(value, str) and value:
-            found.append((name, value))
-        elif isinstance(value, list):
-            found.extend((name, item) for item in value if isinstance(item, str) and item)
-    return found
 
 
 def _short(url: str) -> str:

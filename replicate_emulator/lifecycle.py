@@ -118,9 +118,10 @@ class Lifecycle:
         deadline = time.monotonic() + total * (1 - STARTING_SHARE)
 
         spec = BY_REF[record.model]
-        full_input = spec.input_schema.model_validate(record.input).model_dump(mode="json")
+        validated = spec.input_schema.model_validate(record.input)
+        full_input = validated.model_dump(mode="json")
         try:
-            source, source_key = self._load_inputs(full_input)
+            source, source_key = self._load_inputs(spec.image_urls(full_input))
         except imaging.InputImageError as exc:
             self.finish(record, "failed", error=str(exc))
             return
@@ -132,7 +133,7 @@ class Lifecycle:
             error = E005 if record.fate == "moderate" else record.fate
             self._scheduler.call_at(deadline, self._safely, self._fail, record, error)
             return
-        outputs = self._render(record, source, source_key, full_input, many=spec.output_shape == OutputShape.LIST)
+        outputs = self._render(record, source, source_key, full_input, count=spec.output_count(validated))
         single = spec.output_shape == OutputShape.SINGLE
         self._scheduler.call_at(deadline, self._safely, self._complete, record, outputs, single)
 
@@ -147,22 +148,19 @@ class Lifecycle:
         self.emit(record, "output")
         self.finish(record, "succeeded", output=output)
 
-    def _load_inputs(self, full_input: dict[str, Any]) -> tuple[Any, str]:
+    def _load_inputs(self, urls: list[str]) -> tuple[Any, str]:
         """Fetch and decode every input image (all must be valid); returns the first (restyled) and its digest."""
         first: tuple[Any, str] | None = None
-        for _, url in imaging.image_urls(full_input):
+        for url in urls:
             data = imaging.fetch_bytes(url, self._local_bytes, self._http)
             image = imaging.decode(data, url)
             first = first or (image, imaging.digest(data))
         return first or (imaging.placeholder(), "placeholder")
 
     def _render(
-        self, record: PredictionRecord, source: Any, source_key: str, full_input: dict[str, Any], *, many: bool
+        self, record: PredictionRecord, source: Any, source_key: str, full_input: dict[str, Any], *, count: int
     ) -> list[tuple[bytes, str, str]]:
         fmt = str(full_input.get("output_format") or "jpg")
-        count = 1
-        if many and full_input.get("sequential_image_generation") == "auto":
-            count = int(full_input.get("max_images") or 1)
         aspect = full_input.get("aspect_ratio")
         quality = int(full_input.get("output_quality") or 90)
         ext = "jpg" if fmt == "jpeg" else fmt

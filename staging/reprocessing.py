@@ -105,26 +105,18 @@ def photo_reference(job: StagingJob) -> str:
     return f"files-api-upload://{photo.name}"
 
 
-def expected_outputs(config: Any) -> int:
-    """Images one prediction returns: several only for Seedream's sequential mode (an upper bound)."""
-    mode = str(getattr(config, "sequential_image_generation", "disabled") or "disabled")
-    if mode.endswith("auto"):
-        return max(1, int(getattr(config, "max_images", 1) or 1))
-    return 1
-
-
 def plan_for(job: StagingJob, override: Mapping[str, Any] | None = None) -> Plan:
     """The exact input a new attempt would send now (active config + override) and its price."""
     try:
         resolved = selectors.resolve_input(job, photo_reference(job), override)
     except ValidationError as exc:
         return Plan(job=job, error=f"invalid config for {job.model_slug}: {describe_errors(exc.errors())}")
-    outputs = expected_outputs(resolved.config)
+    spec = get_spec(job.model_slug)
     return Plan(
         job=job,
         input=resolved.input,
-        outputs=outputs,
-        cost=get_spec(job.model_slug).price_per_image * outputs,
+        outputs=spec.output_count(resolved.config),
+        cost=spec.estimate_cost(resolved.config),
         config_version=resolved.active.version_number,
     )
 

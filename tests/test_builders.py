@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+from decimal import Decimal
+
 import pytest
-from pydantic import ValidationError
+from pydantic import ValidationError, create_model
 
 from models_config.builders import StagingRequest
-from models_config.registry import REGISTRY, OutputShape, UnknownModelError, get_spec
+from models_config.registry import REGISTRY, ImageShape, OutputShape, UnknownModelError, get_spec
+from models_config.schemas import SeedreamInput, StagingConfig
 
 REQUEST = StagingRequest(
     image_url="https://example.com/empty.jpg",
@@ -31,6 +35,22 @@ def test_every_registered_model_has_a_known_image_field():
 
 
 @pytest.mark.parametrize("slug", list(REGISTRY))
+def test_the_spec_names_the_image_field_and_its_shape(slug):
+    spec = get_spec(slug)
+    field, shape = IMAGE_FIELD[slug]
+    assert spec.image_field == field
+    assert spec.image_shape is (ImageShape.LIST if shape is list else ImageShape.URL)
+    assert spec.place_image("https://x/a.jpg") == {field: ["https://x/a.jpg"] if shape is list else "https://x/a.jpg"}
+    assert spec.image_urls(spec.build_input(REQUEST, spec.default_config())) == [REQUEST.image_url]
+    assert spec.image_urls({"prompt": "text only"}) == []
+
+
+def test_a_registry_line_naming_a_field_the_input_lacks_is_refused():
+    with pytest.raises(ValueError, match="has no field 'photo'"):
+        dataclasses.replace(get_spec("qwen-image-edit"), image_field="photo")
+
+
+@pytest.mark.parametrize("slug", list(REGISTRY))
 def test_built_input_has_only_fields_the_model_takes(slug):
     spec = get_spec(slug)
     payload = spec.build_input(REQUEST, spec.default_config())
@@ -40,8 +60,48 @@ def test_built_input_has_only_fields_the_model_takes(slug):
     assert isinstance(payload[field], shape)
     assert REQUEST.image_url in (payload[field] if shape is list else [payload[field]])
     assert "bedroom" in payload["prompt"] and "Japandi" in payload["prompt"]
-    assert "reading chair" in payload["prompt"]
+    assert "style. Add a reading chair by the window. Keep the walls" in payload["prompt"]
     assert "{" not in payload["prompt"]
+
+
+class LabelSettings(StagingConfig):
+    """A staging-only setting of the kind the disclosure label will add."""
+
+    label_text: str = "Virtually staged"
+
+
+@pytest.mark.parametrize("slug", list(REGISTRY))
+def test_a_staging_only_field_of_a_config_subclass_never_reaches_the_input(slug):
+    spec = get_spec(slug)
+    labelled = create_model(f"Labelled{spec.config_schema.__name__}", __base__=(LabelSettings, spec.config_schema))
+    assert labelled.staging_only_keys() == {"prompt_template", "label_text"}
+    labelled_spec = dataclasses.replace(spec, config_schema=labelled)
+    config = labelled_spec.resolve_config({"label_text": "AI-furnished"})
+    assert config.label_text == "AI-furnished"
+    payload = labelled_spec.build_input(REQUEST, config)
+    assert "label_text" not in payload and "prompt_template" not in payload
+    assert payload == spec.build_input(REQUEST, spec.default_config())
+
+
+@pytest.mark.parametrize("slug", list(REGISTRY))
+def test_default_configs_produce_one_image_at_the_registry_price(slug):
+    spec = get_spec(slug)
+    config = spec.default_config()
+    assert spec.output_count(config) == config.output_count() == 1
+    assert spec.estimate_cost(config) == spec.price_per_image
+    assert spec.actual_cost(0) == Decimal("0")
+    assert spec.actual_cost(2) == 2 * spec.price_per_image
+
+
+def test_seedream_auto_produces_up_to_max_images_and_is_priced_for_all_of_them():
+    spec = get_spec("seedream-4")
+    auto = spec.resolve_config({"sequential_image_generation": "auto", "max_images": 4})
+    assert spec.output_count(auto) == 4
+    assert spec.estimate_cost(auto) == Decimal("0.12")
+    assert spec.output_count(spec.resolve_config({"sequential_image_generation": "auto"})) == 1
+    built = SeedreamInput.model_validate(spec.build_input(REQUEST, auto))
+    assert spec.output_count(built) == 4  # the emulator asks the same question of the input it receives
+    assert get_spec("flux-kontext-max").estimate_cost(get_spec("flux-kontext-max").default_config()) == Decimal("0.08")
 
 
 def test_request_seed_is_used_where_the_model_has_a_seed():
@@ -93,6 +153,7 @@ def test_empty_instructions_leave_no_gap_in_the_prompt():
     request = StagingRequest(image_url="https://example.com/a.png", room_type="kitchen", style="rustic")
     prompt = spec.build_input(request, spec.default_config())["prompt"]
     assert "  " not in prompt and prompt.startswith("Virtually stage this empty kitchen")
+    assert "rustic style. Keep the walls" in prompt
 
 
 def test_outputs_as_list_matches_the_shape():

@@ -14,6 +14,8 @@ from models_config.schemas import (
     QwenImageEditPlusConfig,
     SeedreamConfig,
     StagingConfig,
+    as_sentence,
+    render_prompt,
 )
 from models_config.services import ConfigValidationError, validate_config
 
@@ -139,3 +141,40 @@ def test_validate_config_reports_every_field_with_its_path():
     locs = {tuple(e["loc"]) for e in info.value.errors}
     assert locs == {("safety_tolerance",), ("aspect_ratio",), ("bogus",)}
     assert "safety_tolerance" in str(info.value)
+
+
+@pytest.mark.parametrize("schema", CONFIG_SCHEMAS, ids=lambda s: s.__name__)
+def test_the_prompt_template_is_the_only_staging_only_key_today(schema):
+    assert schema.staging_only_keys() == {"prompt_template"}
+    assert StagingConfig.staging_only_keys() == {"prompt_template"}
+
+
+@pytest.mark.parametrize(
+    ("instructions", "sentence"),
+    [
+        ("add a queen bed", "Add a queen bed."),
+        ("  add a rug  ", "Add a rug."),
+        ("Add a rug!", "Add a rug!"),
+        ("is there room for a desk?", "Is there room for a desk?"),
+        ("keep it light…", "Keep it light…"),
+        ('label it "cosy."', 'Label it "cosy."'),
+        ("add plants (two)", "Add plants (two)."),
+        ("2 chairs", "2 chairs."),
+        ("", ""),
+        ("   ", ""),
+    ],
+)
+def test_instructions_become_one_sentence(instructions, sentence):
+    assert as_sentence(instructions) == sentence
+
+
+def test_the_default_template_joins_the_instructions_as_a_sentence():
+    def prompt(instructions: str) -> str:
+        return render_prompt(
+            StagingConfig().prompt_template, room_type="bedroom", style="modern", instructions=instructions
+        )
+
+    assert "modern style. Add a queen bed. Keep the walls" in prompt(" add a queen bed ")
+    assert "modern style. Keep the walls" in prompt("")
+    assert "  " not in prompt("") and "  " not in prompt("add a queen bed")
+    assert render_prompt("{instructions}", room_type="r", style="s", instructions="a big rug") == "A big rug."

@@ -73,6 +73,17 @@ def test_seedream_auto_returns_max_images_jpegs(replicate_client, uploaded_image
     assert all(Image.open(io.BytesIO(body)).format == "JPEG" for body in bodies)
 
 
+@pytest.mark.parametrize("max_images", [1, 4])
+def test_seedream_auto_returns_the_configs_output_count(replicate_client, uploaded_image_url, max_images):
+    spec = REGISTRY["seedream-4"]
+    config = spec.resolve_config({"sequential_image_generation": "auto", "max_images": max_images})
+    model_input = spec.build_input(StagingRequest(image_url=uploaded_image_url), config)
+    prediction = replicate_client.models.predictions.create(model=spec.ref, input=model_input)
+    prediction.wait()
+    assert prediction.status == "succeeded", prediction.error
+    assert len(prediction.output) == spec.output_count(config) == max_images
+
+
 def test_output_format_and_aspect_ratio_are_honoured(replicate_client):
     data_uri = "data:image/jpeg;base64," + base64.b64encode(jpeg_bytes(800, 400)).decode()
     model_input = _input("flux-kontext-pro", data_uri) | {"output_format": "jpg", "aspect_ratio": "1:1"}
