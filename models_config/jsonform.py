@@ -1,6 +1,6 @@
 """Adapt a model's pydantic config schema for django-jsonform, and map pydantic errors onto its inputs.
 
-`model_json_schema()` output renders badly or breaks django-jsonform (see LIBRARY-NOTES.md):
+`model_json_schema()` output renders badly or breaks django-jsonform 2.23 (each case seen in the admin):
 `anyOf[X, null]` becomes an "Option 1 / Option 2" select, `additionalProperties: false` makes its
 server validator raise on stale keys, scalar `description` is not shown, and `$ref`s are only partly
 followed. `adapted_schema` rewrites those constructs and is the one schema both the admin form and

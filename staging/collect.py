@@ -167,5 +167,5 @@ def collect_outputs(attempt_id: int) -> Attempt:
             else:
                 logger.warning("Collect of attempt %s output %s will be retried: %s", attempt_id, index, exc)
             return Attempt.objects.get(pk=attempt_id)
-    transitions.succeed(attempt_id, spec.price_per_image * len(urls))
+    transitions.succeed(attempt_id, spec.actual_cost(len(urls)))
     return Attempt.objects.get(pk=attempt_id)

@@ -122,7 +122,7 @@ def classify_http_status(status: int, detail: str) -> GatewayError:
     return GatewayError(f"{hint}: {detail}" if detail else hint, PERMANENT, status)
 
 
-# Prediction `error` strings (REPLICATE.md's table). Checked in order; unknown errors are permanent.
+# Prediction `error` strings (docs/replicate.md#prediction-errors). Checked in order; unknown errors are permanent.
 _TRANSIENT_ERRORS = ("Director: unexpected error", "(code: PA)", "E6716", "E8765", "E9243", "E9828")
 
 

@@ -1,6 +1,6 @@
 """django-q2 task functions: thin wrappers that take ids and call services.
 
-Tasks are at-least-once (see LIBRARY-NOTES.md): every service called here is idempotent, so a task
+Tasks are at-least-once (docs/architecture.md#idempotent-tasks): every service called here is idempotent, so a task
 delivered twice, or run concurrently with itself, does no harm.
 """
 

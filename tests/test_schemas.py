@@ -1,4 +1,4 @@
-"""The config schemas hold REPLICATE.md's real parameters and the cross-field rules."""
+"""The config schemas hold the real parameters of docs/replicate.md#models and the cross-field rules."""
 
 from __future__ import annotations
 

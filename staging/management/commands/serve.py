@@ -2,7 +2,7 @@
 
 Runs the web server and a `qcluster`, plus the bundled Replicate emulator when no
 REPLICATE_API_TOKEN is set, and stops all of them on Ctrl-C. `qcluster` was seen to hang on
-SIGTERM (LIBRARY-NOTES.md), so every child gets a grace period and then SIGKILL.
+SIGTERM (docs/operations.md#deploy-order), so every child gets a grace period and then SIGKILL.
 """
 
 from __future__ import annotations
