@@ -130,20 +130,32 @@ def ensure_schedules(using: str = DEFAULT_DB_ALIAS, *, now: datetime | None = No
     """Make the `Schedule` rows match `SCHEDULES`: create, update by name, delete what was removed.
 
     A row whose timing is unchanged keeps its `next_run`, so a `migrate` between two runs neither
-    skips nor repeats one; a changed timing starts over from `now`.
+    skips nor repeats one; a changed timing starts over from `now`. When everything matches, nothing
+    is written.
     """
     now = now or timezone.now()
     rows = Schedule.objects.using(using)
-    result = []
     with transaction.atomic(using=using):
-        for declared in SCHEDULES:
-            row = rows.filter(name=declared.name).order_by("pk").first()
-            wanted = {"func": declared.func, "repeats": -1, **declared.when.fields()}
-            if row is None:
-                row = Schedule(name=declared.name, next_run=declared.when.first_run(now), **wanted)
-                row.save(using=using)
+        declared_names = {declared.name for declared in SCHEDULES}
+        ours: dict[str, Schedule] = {}
+        surplus = []  # removed declarations, and second rows of one name
+        for row in rows.select_for_update().filter(name__startswith=PREFIX).order_by("pk"):
+            if row.name in ours or row.name not in declared_names:
+                surplus.append(row.pk)
             else:
-                rows.filter(name=declared.name).exclude(pk=row.pk).delete()
+                ours[row.name] = row
+        if surplus:
+            rows.filter(pk__in=surplus).delete()
+        result = []
+        for declared in SCHEDULES:
+            wanted = {"func": declared.func, "repeats": -1, **declared.when.fields()}
+            row = ours.get(declared.name)
+            if row is None:
+                # Not save(): it would recompute a cron line's first run from the wall clock, not from `now`.
+                (row,) = rows.bulk_create(
+                    [Schedule(name=declared.name, next_run=declared.when.first_run(now), **wanted)]
+                )
+            else:
                 if not declared.when.matches(row):
                     wanted["next_run"] = declared.when.first_run(now)
                 changed = [field for field, value in wanted.items() if getattr(row, field) != value]
@@ -152,7 +164,6 @@ def ensure_schedules(using: str = DEFAULT_DB_ALIAS, *, now: datetime | None = No
                         setattr(row, field, wanted[field])
                     row.save(using=using, update_fields=changed)
             result.append(row)
-        rows.filter(name__startswith=PREFIX).exclude(name__in=[d.name for d in SCHEDULES]).delete()
     return result
 
 
@@ -171,8 +182,8 @@ def warn_if_schedules_missing(using: str = DEFAULT_DB_ALIAS) -> list[str]:
     missing = missing_schedules(using)
     if missing:
         logger.warning(
-            "%d of %d queue schedules are missing (%s): lost webhooks are never polled, due retries never "
-            "start and deadlines are never enforced. To create them, %s.",
+            "%d of %d queue schedules are missing (%s), so this cluster never starts those tasks (polling "
+            "for lost webhooks, due retries and deadlines among them). To create them, %s.",
             len(missing),
             len(SCHEDULES),
             ", ".join(missing),
