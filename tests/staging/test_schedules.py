@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from django.apps import apps
 from django.conf import settings
-from django.core.management import call_command
+from django.core.management import call_command, get_commands
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django_q.conf import Conf
@@ -188,6 +188,12 @@ def test_missing_schedules_log_one_warning_naming_the_fix(caplog):
     assert record.levelno == logging.WARNING
     assert "run `python manage.py migrate`" in record.getMessage()
     assert schedules.SCHEDULES[0].name in record.getMessage()
+
+
+def test_manage_py_qcluster_is_the_staging_app_s_which_checks_first():
+    """Django runs the command of the app listed first in INSTALLED_APPS: staging must precede django_q."""
+    assert get_commands()["qcluster"] == "staging"
+    assert settings.INSTALLED_APPS.index("staging") < settings.INSTALLED_APPS.index("django_q")
 
 
 # --- A real qcluster ------------------------------------------------------------------------------
