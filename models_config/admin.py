@@ -42,12 +42,6 @@ class ModelConfigAdmin(admin.ModelAdmin):
     def get_queryset(self, request: HttpRequest):
         return model_configs().select_related("active_version__author")
 
-    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        configured = set(ModelConfig.objects.filter(active_version__isnull=False).values_list("slug", flat=True))
-        if set(REGISTRY) - configured:  # a new registry line shows up without a manual step
-            services.ensure_config_rows()
-        return super().changelist_view(request, extra_context)
-
     @admin.display(description="model", ordering="slug")
     def title(self, obj: ModelConfig) -> str:
         spec = REGISTRY.get(obj.slug)

@@ -1,4 +1,7 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+from .management import create_config_rows
 
 
 class ModelsConfigConfig(AppConfig):
@@ -7,3 +10,6 @@ class ModelsConfigConfig(AppConfig):
     name = "models_config"
     verbose_name = "Model configuration"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        post_migrate.connect(create_config_rows, sender=self)

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db import transaction
+from django.db import DEFAULT_DB_ALIAS, transaction
 from django.db.models import Max
 from pydantic import ValidationError
 
@@ -62,15 +62,16 @@ def validate_config(slug: str, config: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigValidationError.from_pydantic(exc) from None
 
 
-def ensure_config_rows() -> list[str]:
+def ensure_config_rows(using: str = DEFAULT_DB_ALIAS) -> list[str]:
     """Give every registered model a config row with a first version; return the slugs created.
 
-    Idempotent, so `make run` and deploys can call it every time.
+    `migrate` calls it on every run (`models_config.management.create_config_rows`), so it is
+    idempotent and never touches a model that already has a version.
     """
     created = []
     for slug, spec in REGISTRY.items():
-        with transaction.atomic():
-            row, _ = ModelConfig.objects.select_for_update().get_or_create(slug=slug)
+        with transaction.atomic(using=using):
+            row, _ = ModelConfig.objects.using(using).select_for_update().get_or_create(slug=slug)
             if row.active_version_id is None and not row.versions.exists():
                 defaults = spec.default_config().model_dump(mode="json")
                 _create_version(row, defaults, author=None, comment=INITIAL_COMMENT)
@@ -159,9 +160,7 @@ def _lock_row(slug: str) -> ModelConfig:
 
 def _create_version(row: ModelConfig, config: dict[str, Any], *, author, comment: str) -> ModelConfigVersion:
     last = row.versions.aggregate(last=Max("number"))["last"] or 0
-    version = ModelConfigVersion.objects.create(
-        model_config=row, number=last + 1, config=config, author=author, comment=comment
-    )
+    version = row.versions.create(number=last + 1, config=config, author=author, comment=comment)
     _activate(row, version)
     return version
 

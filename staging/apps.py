@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class StagingConfig(AppConfig):
@@ -7,3 +8,8 @@ class StagingConfig(AppConfig):
     name = "staging"
     verbose_name = "Staging"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from .schedules import create_schedules
+
+        post_migrate.connect(create_schedules, sender=self)

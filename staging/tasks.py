@@ -7,16 +7,8 @@ delivered twice, or run concurrently with itself, does no harm.
 from __future__ import annotations
 
 from django.conf import settings
-from django_q.models import Schedule
 
 from . import collect, reconcile, services, sweeps
-
-# name -> (function path, minutes between runs)
-SCHEDULES: dict[str, tuple[str, int]] = {
-    "staging: poll in-flight predictions": ("staging.tasks.poll_in_flight", 1),
-    "staging: enforce attempt deadlines": ("staging.tasks.enforce_deadlines", 1),
-    "staging: start due retries": ("staging.tasks.retry_due", 1),
-}
 
 
 def submit_attempt(attempt_id: int) -> None:
@@ -46,15 +38,3 @@ def enforce_deadlines() -> int:
 
 def retry_due() -> int:
     return sweeps.retry_due()
-
-
-def ensure_schedules() -> list[Schedule]:
-    """Create or update the pipeline's schedules; safe to call on every start (keyed by name)."""
-    result = []
-    for name, (func, minutes) in SCHEDULES.items():
-        schedule, _ = Schedule.objects.update_or_create(
-            name=name,
-            defaults={"func": func, "schedule_type": Schedule.MINUTES, "minutes": minutes, "repeats": -1},
-        )
-        result.append(schedule)
-    return result

@@ -39,9 +39,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_jsonform",
-    "django_q",
     "models_config",
-    "staging",
+    "staging",  # before django_q: its `qcluster` command wraps django-q2's
+    "django_q",
 ]
 
 MIDDLEWARE = [

@@ -1,4 +1,8 @@
-"""First-run setup shared by `make run` and deploys: everything here is idempotent."""
+"""First-run set-up that is not data (the first superuser): idempotent, run by `bootstrap`.
+
+Config rows and queue schedules are data every deploy needs, so `migrate` creates them
+(`models_config.management`, `staging.schedules`).
+"""
 
 from __future__ import annotations
 

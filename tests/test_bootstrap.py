@@ -1,4 +1,4 @@
-"""`manage.py bootstrap`: config rows for every model and a first superuser, never a fixed password."""
+"""`manage.py bootstrap`: a first superuser, never a fixed password; config rows and schedules are `migrate`'s."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ from io import StringIO
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.core.management import call_command
+from django.core.management import call_command, get_commands, load_command_class
+from django_q.models import Schedule
 
 from models_config.models import ModelConfig
 from models_config.registry import REGISTRY
+from tests.fixtures.config_rows import forget_config_rows
 
 pytestmark = pytest.mark.django_db
 
@@ -20,11 +22,11 @@ def _bootstrap() -> str:
     return out.getvalue()
 
 
-def test_generates_a_password_once_and_creates_config_rows(monkeypatch):
+def test_generates_a_password_once_next_to_the_config_rows_of_migrate(monkeypatch):
     monkeypatch.delenv("DJANGO_SUPERUSER_USERNAME", raising=False)
     monkeypatch.delenv("DJANGO_SUPERUSER_PASSWORD", raising=False)
     first = _bootstrap()
-    assert set(ModelConfig.objects.values_list("slug", flat=True)) == set(REGISTRY)
+    assert set(ModelConfig.objects.values_list("slug", flat=True)) == set(REGISTRY)  # created by `migrate`
     password = first.split("password: ", 1)[1].split()[0]
     admin = get_user_model().objects.get(username="admin")
     assert admin.is_superuser and admin.check_password(password)
@@ -53,3 +55,20 @@ def test_superuser_from_the_environment(monkeypatch):
     _bootstrap()
     user.refresh_from_db()
     assert user.check_password("a new passphrase here")
+
+
+def test_stores_no_config_rows_or_schedules_and_says_migrate_does(monkeypatch):
+    monkeypatch.delenv("DJANGO_SUPERUSER_USERNAME", raising=False)
+    monkeypatch.delenv("DJANGO_SUPERUSER_PASSWORD", raising=False)
+    forget_config_rows()
+    Schedule.objects.all().delete()
+    output = _bootstrap()
+    assert not ModelConfig.objects.exists() and not Schedule.objects.exists()
+    assert "come from `python manage.py migrate`" in output
+    assert "come from `python manage.py migrate`" in _bootstrap()  # also when there is nothing to do
+
+
+def test_help_says_what_it_does_and_what_migrate_does():
+    command = load_command_class(get_commands()["bootstrap"], "bootstrap")
+    text = " ".join(command.create_parser("manage.py", "bootstrap").format_help().split())
+    assert "first superuser" in text and "queue schedules come from `python manage.py migrate`" in text

@@ -16,6 +16,7 @@ from django.db import DatabaseError, connection
 from models_config import selectors, services
 from models_config.models import ModelConfig, ModelConfigVersion
 from models_config.registry import REGISTRY, get_spec
+from tests.fixtures.config_rows import forget_config_rows
 
 pytestmark = pytest.mark.django_db
 SLUG = "flux-kontext-pro"
@@ -35,6 +36,7 @@ def _corrupt_active_version(slug: str, raw_json: str) -> None:
 
 
 def test_ensure_config_rows_gives_every_model_a_first_version_once():
+    forget_config_rows()  # `migrate` created them for the test database
     assert services.ensure_config_rows() == list(REGISTRY)
     assert services.ensure_config_rows() == []
     for slug, spec in REGISTRY.items():
@@ -123,6 +125,7 @@ def test_diff_lists_changed_fields_only():
 
 
 def test_no_row_falls_back_to_defaults_with_a_warning(caplog):
+    forget_config_rows()
     caplog.set_level(logging.WARNING, logger="models_config.selectors")
     active = selectors.get_active_config(SLUG)
     assert active.source == "defaults" and active.version_id is None

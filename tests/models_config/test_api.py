@@ -11,6 +11,7 @@ from django.test import Client
 from models_config import services
 from models_config.forms import ModelConfigForm
 from models_config.models import ApiToken, ModelConfig, ModelConfigVersion
+from tests.fixtures.config_rows import forget_config_rows
 
 from .conftest import SLUG, logged_in
 
@@ -51,6 +52,7 @@ def test_get_config(rows, viewer_client: Client) -> None:
 
 
 def test_get_config_without_stored_version_uses_defaults(viewer_client: Client) -> None:
+    forget_config_rows()  # `migrate` stored a v1 for every model
     body = viewer_client.get(f"{BASE}/{SLUG}/config").json()
     assert (body["version"], body["source"], body["config"]) == (None, "defaults", defaults())
 

@@ -13,7 +13,7 @@ from django_q.tasks import async_task
 from PIL import Image
 
 from models_config.registry import REGISTRY
-from staging import services, tasks
+from staging import schedules, services
 from staging.models import Attempt, StagingJob
 from tests.waiting import wait_until
 
@@ -73,7 +73,7 @@ def test_duplicate_tasks_and_webhooks_never_pay_twice(emulator, qcluster) -> Non
 def test_sigkill_mid_flight_then_a_new_cluster_finishes(emulator, qcluster) -> None:
     """Kill the cluster while predictions run and their webhooks are lost: the next cluster's
     scheduled poller must find them, and collection must store their outputs, with no new create."""
-    tasks.ensure_schedules()
+    schedules.ensure_schedules()
     emulator.set_faults(latency=2.0, webhook_lost=1000)
     qcluster.env.update(STAGING_POLL_AFTER_SECONDS="1", STAGING_RECONCILE_AFTER_SECONDS="5")
     jobs = [_create(slug) for slug in ("flux-kontext-pro", "qwen-image-edit", "seedream-4")]

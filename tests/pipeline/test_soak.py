@@ -21,7 +21,7 @@ import pytest
 from django.utils import timezone
 
 from replicate_emulator import Emulator
-from staging import tasks
+from staging import schedules
 from tests.fixtures.emulator import EMULATOR_TOKEN
 
 from . import soak_conftest as soak
@@ -49,7 +49,7 @@ def test_soak_under_faults(settings, emulator: Emulator, qcluster) -> None:
     for name, value in soak.PIPELINE_SETTINGS.items():
         setattr(settings, name, value)
     qcluster.env.update(soak.pipeline_env())
-    tasks.ensure_schedules()
+    schedules.ensure_schedules()
     emulator.set_faults(**soak.FAULTS)
     since = timezone.now()
     job_ids = soak.create_jobs(JOBS, jpeg())

@@ -1,4 +1,4 @@
-"""`manage.py bootstrap`: idempotent first-run setup (config rows, queue schedules, first superuser)."""
+"""`manage.py bootstrap`: the first superuser, the one piece of first-run set-up that is not data."""
 
 from __future__ import annotations
 
@@ -6,27 +6,18 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from models_config.services import ensure_config_rows
 from stagingsite.setup import ensure_superuser
+
+FROM_MIGRATE = "Config rows (v1 of the code defaults) and the queue schedules come from `python manage.py migrate`."
 
 
 class Command(BaseCommand):
     help = (
-        "Give every registered model a config row, create the queue schedules, and create the first "
-        "superuser (from DJANGO_SUPERUSER_USERNAME/PASSWORD, or 'admin' with a generated password "
-        "printed once). Safe to run on every start."
+        "Create the first superuser (from DJANGO_SUPERUSER_USERNAME/PASSWORD, or 'admin' with a generated "
+        f"password printed once). Safe to run on every start. {FROM_MIGRATE}"
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        created = ensure_config_rows()
-        if created:
-            self.stdout.write(f"Config rows created with code defaults: {', '.join(created)}")
-        try:
-            from staging.tasks import ensure_schedules
-        except ImportError:  # the pipeline is optional for config-only deployments
-            pass
-        else:
-            ensure_schedules()
         result = ensure_superuser()
         if result and result.generated_password:
             self.stdout.write(
@@ -38,3 +29,8 @@ class Command(BaseCommand):
             )
         elif result and result.created:
             self.stdout.write(f"Created superuser '{result.username}' from DJANGO_SUPERUSER_USERNAME.")
+        elif result:
+            self.stdout.write(f"Superuser '{result.username}' exists, with the password in DJANGO_SUPERUSER_PASSWORD.")
+        else:
+            self.stdout.write("A superuser exists already.")
+        self.stdout.write(FROM_MIGRATE)
