@@ -36,11 +36,20 @@ _secret_cache: dict[tuple[str, str], tuple[str, float]] = {}  # key -> (secret, 
 SECRET_REFRESH_SECONDS = 60.0
 
 
-def get_client() -> replicate.Client:
-    """A client per thread (httpx clients are not shared across threads), rebuilt when settings change."""
+def require_configured() -> str:
+    """The Replicate API token; `ReplicateNotConfigured` when none is set (staging then starts no work).
+
+    The one "is Replicate configured" check: the jobs API, `services.create_job` and `get_client` ask here.
+    """
     token = settings.REPLICATE_API_TOKEN
     if not token:
         raise ReplicateNotConfigured()
+    return token
+
+
+def get_client() -> replicate.Client:
+    """A client per thread (httpx clients are not shared across threads), rebuilt when settings change."""
+    token = require_configured()
     key = (token, settings.REPLICATE_BASE_URL, settings.STAGING_REPLICATE_TIMEOUT)
     cached = getattr(_local, "client", None)
     if cached is None or cached[0] != key:

@@ -28,6 +28,7 @@ from django.utils import timezone
 from django_q.tasks import async_task
 from pydantic import ValidationError
 
+from models_config.builders import DEFAULT_ROOM_TYPE, DEFAULT_STYLE
 from models_config.registry import UnknownModelError, get_spec
 from models_config.schemas import describe_errors, error_fields
 
@@ -83,8 +84,8 @@ def _check_override(slug: str, override: Mapping[str, Any]) -> None:
 def create_job(
     image_file: IO[bytes],
     model: str,
-    room_type: str = "room",
-    style: str = "modern",
+    room_type: str = DEFAULT_ROOM_TYPE,
+    style: str = DEFAULT_STYLE,
     instructions: str = "",
     seed: int | None = None,
     config_override: Mapping[str, Any] | None = None,
@@ -94,8 +95,7 @@ def create_job(
     Raises `ImageRejected` (bad photo), `JobInputError` (unknown model, invalid override; `.errors`
     maps fields to messages) or `ReplicateNotConfigured`; in every case nothing is stored.
     """
-    if not settings.REPLICATE_API_TOKEN:
-        raise ReplicateNotConfigured()
+    gateway.require_configured()
     try:
         spec = get_spec(model)
     except UnknownModelError as exc:
@@ -109,8 +109,8 @@ def create_job(
 
     job = StagingJob(
         model_slug=model,
-        room_type=room_type or "room",
-        style=style or "modern",
+        room_type=room_type or DEFAULT_ROOM_TYPE,
+        style=style or DEFAULT_STYLE,
         instructions=instructions or "",
         seed=seed,
         config_override=override,

@@ -38,8 +38,10 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "ninja",
     "django_jsonform",
     "django_q",
+    "api",
     "models_config",
     "staging",
 ]

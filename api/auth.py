@@ -1,4 +1,4 @@
-"""Authentication and permissions for the HTTP API (the config API now, the jobs API later).
+"""Authentication and permissions for every router of the HTTP API.
 
 Two ways in: a personal token (`Authorization: Bearer stg_…`, looked up by its SHA-256 hash, no CSRF
 since a browser never sends it by itself) or the admin's session cookie (CSRF enforced on unsafe
