@@ -63,7 +63,7 @@ class SessionAuth(APIKeyCookie):
 
 
 def api_auth() -> list[Any]:
-    """The auth list for routers: token first, then the session."""
+    """The auth list of the API root (and of any router mounted elsewhere): token first, then the session."""
     return [BearerTokenAuth(), SessionAuth()]
 
 

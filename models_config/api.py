@@ -16,7 +16,7 @@ from django.http import HttpRequest
 from ninja import Router, Schema, Status
 from pydantic import AfterValidator, Field
 
-from api.auth import api_auth, require_perm
+from api.auth import require_perm
 from api.schemas import ConflictOut, ErrorOut, ValidationErrorOut
 
 from . import selectors, services
@@ -27,7 +27,7 @@ from .registry import REGISTRY, get_spec
 VIEW_PERMS = ("models_config.view_modelconfig", "models_config.change_modelconfig")
 CHANGE_PERM = "models_config.change_modelconfig"
 
-router = Router(auth=api_auth(), tags=["model configuration"])
+router = Router(tags=["model configuration"])  # authenticated by the API root (api/root.py)
 
 
 # --- schemas ------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from ninja import Router, Status
 from ninja.errors import HttpError
 from pydantic import ValidationError
 
-from api.auth import api_auth, require_perm
+from api.auth import require_perm
 from api.errors import field_error, invalid
 from api.schemas import ErrorOut, ValidationErrorOut
 from models_config.schemas import field_errors
@@ -45,7 +45,7 @@ ADD_PERM = "staging.add_stagingjob"
 VIEW_PERMS = ("staging.view_stagingjob", "staging.change_stagingjob")
 CHANGE_PERM = "staging.change_stagingjob"
 
-router = Router(auth=api_auth(), tags=["jobs"])
+router = Router(tags=["jobs"])  # authenticated by the API root (api/root.py)
 
 
 # --- request parsing ----------------------------------------------------------------------------
