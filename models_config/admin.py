@@ -16,14 +16,13 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.decorators import method_decorator
-from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 from django_jsonform.widgets import JSONFormWidget
 
 from . import services
-from .forms import ApiTokenForm, ModelConfigForm, initial_config
+from .forms import ModelConfigForm, initial_config
 from .jsonform import adapted_schema
-from .models import ApiToken, ModelConfig
+from .models import ModelConfig
 from .registry import REGISTRY
 from .selectors import SAMPLE_REQUEST, model_configs, preview_input, version_diff, versions_of
 
@@ -227,38 +226,6 @@ class ModelConfigAdmin(admin.ModelAdmin):
         else:
             messages.success(request, f"Saved the code defaults as {obj.slug} v{version.number}.")
         return HttpResponseRedirect(self._url("change", obj))
-
-
-@admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
-    """Personal API tokens: each user creates their own; the raw token is shown exactly once."""
-
-    form = ApiTokenForm
-    list_display = ["name", "user", "created_at", "last_used_at"]
-    readonly_fields = ["user", "created_at", "last_used_at"]
-
-    def get_queryset(self, request: HttpRequest):
-        queryset = super().get_queryset(request).select_related("user")
-        return queryset if request.user.is_superuser else queryset.filter(user=request.user)
-
-    def get_fields(self, request: HttpRequest, obj: ApiToken | None = None) -> list[str]:
-        return ["name"] if obj is None else ["name", "user", "created_at", "last_used_at"]
-
-    def save_model(self, request: HttpRequest, obj: ApiToken, form: ApiTokenForm, change: bool) -> None:
-        if change:
-            super().save_model(request, obj, form, change)  # renaming only
-            return
-        token, raw = services.create_api_token(request.user, form.cleaned_data["name"])
-        obj.pk, obj.user, obj.token_hash, obj.created_at = token.pk, token.user, token.token_hash, token.created_at
-        obj._state.adding = False
-        messages.warning(
-            request,
-            format_html(
-                "Your new API token is <code id='new-api-token'>{}</code>. Copy it now: it is not stored and "
-                "will not be shown again. Send it as <code>Authorization: Bearer &lt;token&gt;</code>.",
-                raw,
-            ),
-        )
 
 
 def parse_draft(raw: str | None) -> Any:

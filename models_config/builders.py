@@ -20,14 +20,19 @@ from .schemas import (
     render_prompt,
 )
 
+# What a job asks for when it names no room type or style: the one definition (model field defaults,
+# the jobs API, the `stage` command and `services.create_job` all read these).
+DEFAULT_ROOM_TYPE = "room"
+DEFAULT_STYLE = "modern"
+
 
 @dataclass(frozen=True)
 class StagingRequest:
     """What a job asks for, independent of the model."""
 
     image_url: str
-    room_type: str = "room"
-    style: str = "modern"
+    room_type: str = DEFAULT_ROOM_TYPE
+    style: str = DEFAULT_STYLE
     instructions: str = ""
     seed: int | None = None
 

@@ -7,14 +7,28 @@ rollback moves the pointer to an older version and copies nothing, so history st
 
 from __future__ import annotations
 
-import hashlib
-import secrets
-
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from pydantic_core import PydanticCustomError, PydanticKnownError
 
 from .registry import REGISTRY
+
+COMMENT_MAX_LENGTH = 500
+
+
+def clean_comment(value: str | None) -> str:
+    """A version's comment, stripped: the one rule the admin form, the API and `services` apply.
+
+    History is only useful when it says why, so a blank comment is refused. The errors are pydantic's
+    (a `ValueError` with a `type`), so a pydantic schema can use this as a validator as it is.
+    """
+    comment = (value or "").strip()
+    if not comment:
+        raise PydanticCustomError("missing", "Say what changed and why.")
+    if len(comment) > COMMENT_MAX_LENGTH:
+        raise PydanticKnownError("string_too_long", {"max_length": COMMENT_MAX_LENGTH})
+    return comment
 
 
 class ModelConfig(models.Model):
@@ -44,7 +58,7 @@ class ModelConfigVersion(models.Model):
     number = models.PositiveIntegerField()
     config = models.JSONField(help_text="Normalised by the model's pydantic schema (defaults filled in).")
     author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    comment = models.CharField(max_length=500)
+    comment = models.CharField(max_length=COMMENT_MAX_LENGTH)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -64,28 +78,7 @@ class ModelConfigVersion(models.Model):
     def delete(self, *args, **kwargs):
         raise ValidationError("Configuration versions are history and cannot be deleted.")
 
-
-class ApiToken(models.Model):
-    """A personal token for the HTTP API. Only a SHA-256 hash is stored; the token is shown once."""
-
-    PREFIX = "stg_"
-
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
-    name = models.CharField(max_length=100)
-    token_hash = models.CharField(max_length=64, unique=True, editable=False)
-    created_at = models.DateTimeField(auto_now_add=True)
-    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
-
-    class Meta:
-        verbose_name = "API token"
-
-    def __str__(self) -> str:
-        return f"{self.name} ({self.user})"
-
-    @staticmethod
-    def hash(raw: str) -> str:
-        return hashlib.sha256(raw.encode()).hexdigest()
-
-    @classmethod
-    def generate(cls) -> str:
-        return cls.PREFIX + secrets.token_urlsafe(32)
+    @property
+    def author_name(self) -> str | None:
+        """Who saved it; None for the versions the system made (the first one, from the code defaults)."""
+        return self.author.get_username() if self.author_id else None

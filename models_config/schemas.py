@@ -17,11 +17,11 @@ This module imports no Django, so the standalone Replicate emulator can use it.
 from __future__ import annotations
 
 import string
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 PROMPT_PLACEHOLDERS = ("room_type", "style", "instructions")
@@ -45,6 +45,18 @@ def error_fields(errors: Iterable[Mapping[str, Any]]) -> dict[str, str]:
 def describe_errors(errors: Iterable[Mapping[str, Any]]) -> str:
     """One line a person can act on: "field: message; other: message"."""
     return "; ".join(f"{field}: {msg}" for field, msg in error_fields(errors).items())
+
+
+def field_errors(
+    errors: ValidationError | Iterable[Mapping[str, Any]], prefix: Sequence[str | int] = ()
+) -> list[dict[str, Any]]:
+    """Pydantic errors as the `{"loc", "msg", "type"}` items every 422 answer and error list uses.
+
+    `prefix` continues each `loc` from where the validated value sits (`("body", "config")` in a
+    request). Only those three keys are kept: pydantic's `input` and `ctx` may echo what was sent.
+    """
+    items = errors.errors() if isinstance(errors, ValidationError) else errors
+    return [{"loc": [*prefix, *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in items]
 
 
 def _blank_to_none(value: Any) -> Any:

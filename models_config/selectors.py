@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from .builders import StagingRequest
 from .models import ModelConfig, ModelConfigVersion
 from .registry import get_spec
-from .schemas import StagingConfig, describe_errors
+from .schemas import StagingConfig, describe_errors, field_errors
 
 logger = logging.getLogger(__name__)
 
@@ -184,11 +184,11 @@ def preview_input(slug: str, draft: Any) -> Preview:
     try:
         config = spec.config_schema.model_validate(draft)
     except ValidationError as exc:
-        return Preview(errors=[{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()])
+        return Preview(errors=field_errors(exc))
     try:
         return Preview(replicate_input=spec.build_input(SAMPLE_REQUEST, config))
     except ValidationError as exc:
-        return Preview(errors=[{"loc": ["input", *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in exc.errors()])
+        return Preview(errors=field_errors(exc, ("input",)))
 
 
 @dataclass

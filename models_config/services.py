@@ -14,11 +14,12 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import DEFAULT_DB_ALIAS, transaction
 from django.db.models import Max
 from pydantic import ValidationError
+from pydantic_core import PydanticCustomError, PydanticKnownError
 
 from . import selectors
-from .models import ApiToken, ModelConfig, ModelConfigVersion
+from .models import ModelConfig, ModelConfigVersion, clean_comment
 from .registry import REGISTRY, get_spec
-from .schemas import describe_errors
+from .schemas import describe_errors, field_errors
 
 logger = logging.getLogger(__name__)
 
@@ -31,35 +32,66 @@ class ConfigError(Exception):
 
 
 class ConfigValidationError(ConfigError):
-    """The config does not validate; `errors` are `{"loc": [...], "msg", "type"}` per field."""
+    """The config (or the comment) does not validate; `errors` are `{"loc": [...], "msg", "type"}` per field.
 
-    def __init__(self, errors: list[dict[str, Any]]) -> None:
+    The `loc`s are relative to the config. `loc_prefix` says where they start in what the caller passed:
+    `("config",)` for a config given to the service, `()` for another argument (the `comment`), None
+    when the invalid config was not passed in at all (a stored version being activated). The HTTP API
+    answers from it, so no view has to catch this error to point at the right field.
+    """
+
+    def __init__(self, errors: list[dict[str, Any]], *, loc_prefix: tuple[str | int, ...] | None = ("config",)):
         self.errors = errors
+        self.loc_prefix = loc_prefix
         super().__init__(f"Invalid configuration: {describe_errors(errors)}")
 
     @classmethod
-    def from_pydantic(cls, exc: ValidationError) -> ConfigValidationError:
-        return cls([{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()])
+    def from_pydantic(
+        cls, exc: ValidationError, *, loc_prefix: tuple[str | int, ...] | None = ("config",)
+    ) -> ConfigValidationError:
+        return cls(field_errors(exc), loc_prefix=loc_prefix)
+
+
+class UnknownVersionError(ConfigError, LookupError):
+    """The model has no version of that number."""
+
+    def __init__(self, slug: str, number: int) -> None:
+        self.slug, self.number = slug, number
+        super().__init__(f"{slug} has no version {number}.")
 
 
 class VersionConflictError(ConfigError):
-    """Somebody activated another version since the editor loaded the page (optimistic locking)."""
+    """Somebody activated another version since the editor loaded the page (optimistic locking).
 
-    def __init__(self, slug: str, expected: int | None, active: int | None) -> None:
-        self.expected, self.active = expected, active
+    `active_version`, when known, is the version that won, so an answer can say who made it and why.
+    """
+
+    def __init__(
+        self,
+        slug: str,
+        expected: int | None,
+        active: int | None,
+        active_version: ModelConfigVersion | None = None,
+    ) -> None:
+        self.slug, self.expected, self.active, self.active_version = slug, expected, active, active_version
         super().__init__(
             f"The active version of {slug} is now v{active}, not v{expected}: someone else changed it. "
             "Reload, review their change and save again."
         )
 
 
-def validate_config(slug: str, config: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate a whole config with the model's schema and return it normalised (defaults filled in)."""
+def validate_config(
+    slug: str, config: Mapping[str, Any], *, loc_prefix: tuple[str | int, ...] | None = ("config",)
+) -> dict[str, Any]:
+    """Validate a whole config with the model's schema and return it normalised (defaults filled in).
+
+    `loc_prefix` is passed on to the `ConfigValidationError` (see there).
+    """
     spec = get_spec(slug)
     try:
         return spec.config_schema.model_validate(dict(config)).model_dump(mode="json")
     except ValidationError as exc:
-        raise ConfigValidationError.from_pydantic(exc) from None
+        raise ConfigValidationError.from_pydantic(exc, loc_prefix=loc_prefix) from None
 
 
 def ensure_config_rows(using: str = DEFAULT_DB_ALIAS) -> list[str]:
@@ -93,15 +125,14 @@ def save_version(
     With `check_base`, refuse (VersionConflictError) unless the active version is still `base_version`,
     so two people editing at once never silently overwrite each other.
     """
-    comment = (comment or "").strip()
-    if not comment:
-        raise ConfigValidationError([{"loc": ["comment"], "msg": "Say what changed and why.", "type": "missing"}])
+    try:
+        comment = clean_comment(comment)
+    except (PydanticCustomError, PydanticKnownError) as exc:
+        raise ConfigValidationError([{"loc": ["comment"], "msg": str(exc), "type": exc.type}], loc_prefix=()) from None
     normalised = validate_config(slug, config)
     with transaction.atomic():
         row = _lock_row(slug)
-        active = row.active_version.number if row.active_version_id else None
-        if check_base and base_version != active:
-            raise VersionConflictError(slug, base_version, active)
+        _check_base(row, base_version, check_base)
         return _create_version(row, normalised, author=author, comment=comment)
 
 
@@ -113,14 +144,11 @@ def activate_version(slug: str, number: int, *, base_version: int | None = None,
     """
     with transaction.atomic():
         row = _lock_row(slug)
-        active = row.active_version.number if row.active_version_id else None
-        if check_base and base_version != active:
-            raise VersionConflictError(slug, base_version, active)
-        try:
-            version = row.versions.get(number=number)
-        except ModelConfigVersion.DoesNotExist:
-            raise ConfigError(f"{slug} has no version {number}.") from None
-        validate_config(slug, version.config)
+        version = row.versions.filter(number=number).first()
+        if version is None:
+            raise UnknownVersionError(slug, number)
+        _check_base(row, base_version, check_base)
+        validate_config(slug, version.config, loc_prefix=None)  # stored: nothing the caller sent is wrong
         _activate(row, version)
         return version
 
@@ -145,11 +173,10 @@ def reset_to_defaults(
     )
 
 
-def create_api_token(user: AbstractBaseUser, name: str) -> tuple[ApiToken, str]:
-    """Create a personal API token; the raw token is returned once and never stored."""
-    raw = ApiToken.generate()
-    token = ApiToken.objects.create(user=user, name=name.strip() or "API token", token_hash=ApiToken.hash(raw))
-    return token, raw
+def _check_base(row: ModelConfig, base_version: int | None, check_base: bool) -> None:
+    active = row.active_version.number if row.active_version_id else None
+    if check_base and base_version != active:
+        raise VersionConflictError(row.slug, base_version, active, row.active_version)
 
 
 def _lock_row(slug: str) -> ModelConfig:

@@ -1,9 +1,10 @@
 """The jobs API (mounted at /api/v1/jobs): create a staging job, follow it, reprocess it.
 
 Handlers are thin: they parse and check the request, fetch a photo URL through `fetch` (the SSRF
-defences live there), and call `services` / `selectors`. Errors use the config API's shapes: 422
-`{"detail": [{"loc": ["body", field, ...], "msg", "type"}]}` with nothing stored, `{"detail": str}`
-otherwise. Same authentication as the config API (personal token or staff session with CSRF).
+defences live there), and call `services` / `selectors`. What those raise is answered by `api.errors`
+in the config API's shapes: 422 `{"detail": [{"loc": ["body", field, ...], "msg", "type"}]}` with
+nothing stored, `{"detail": str}` otherwise. Same authentication as the config API (personal token or
+staff session with CSRF).
 
 `POST /jobs` takes two bodies, so it parses the request itself instead of declaring ninja
 parameters (ninja cannot bind one operation to both a multipart form and a JSON body); the OpenAPI
@@ -16,53 +17,38 @@ import io
 import json
 from typing import Any
 
-from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db.models.fields.files import FieldFile
 from django.http import HttpRequest
 from ninja import Router, Status
 from ninja.errors import HttpError
-from ninja.errors import ValidationError as NinjaValidationError
 from pydantic import ValidationError
 
-from models_config.auth import api_auth, require_perm
-from models_config.registry import UnknownModelError, get_spec
+from api.auth import require_perm
+from api.errors import field_error, invalid
+from api.schemas import ErrorOut, ValidationErrorOut
+from models_config.schemas import field_errors
 
-from . import derivatives, fetch, selectors, services
-from .errors import ImageRejected, JobBusyError, JobInputError, ReplicateNotConfigured
+from . import derivatives, fetch, gateway, selectors, services
 from .models import Attempt, DerivativeKind, StagedImage, StagingJob
 from .schemas import (
     CREATE_JOB_OPENAPI,
     REPROCESS_OPENAPI,
     AttemptOut,
-    ErrorOut,
     JobFieldsIn,
     JobJsonIn,
     JobOut,
     ReprocessIn,
-    ValidationErrorOut,
 )
 
 ADD_PERM = "staging.add_stagingjob"
 VIEW_PERMS = ("staging.view_stagingjob", "staging.change_stagingjob")
 CHANGE_PERM = "staging.change_stagingjob"
 
-router = Router(auth=api_auth(), tags=["jobs"])
+router = Router(tags=["jobs"])  # authenticated by the API root (api/root.py)
 
 
 # --- request parsing ----------------------------------------------------------------------------
-
-
-def _error(loc: list[str | int], msg: str, type_: str = "value_error") -> dict[str, Any]:
-    return {"loc": loc, "msg": msg, "type": type_}
-
-
-def _invalid(*errors: dict[str, Any]) -> NinjaValidationError:
-    return NinjaValidationError(list(errors))
-
-
-def _pydantic_errors(exc: ValidationError) -> list[dict[str, Any]]:
-    return [_error(["body", *e["loc"]], e["msg"], e["type"]) for e in exc.errors()]
 
 
 def _parse_multipart(request: HttpRequest) -> tuple[JobFieldsIn, UploadedFile]:
@@ -74,18 +60,18 @@ def _parse_multipart(request: HttpRequest) -> tuple[JobFieldsIn, UploadedFile]:
             data["config"] = json.loads(data["config"])
         except ValueError:
             del data["config"]  # reported once, here, not again as "not a dict"
-            errors.append(_error(["body", "config"], "Not valid JSON: send the config override as a JSON object."))
+            errors.append(field_error(["body", "config"], "Not valid JSON: send the config override as a JSON object."))
     image = request.FILES.get("image")
     if image is None:
-        errors.append(_error(["body", "image"], "Attach the photo as the `image` file field.", "missing"))
+        errors.append(field_error(["body", "image"], "Attach the photo as the `image` file field.", "missing"))
     if "image_url" in data:
-        errors.append(_error(["body", "image_url"], "Send either an image file or (in a JSON body) an image_url."))
+        errors.append(field_error(["body", "image_url"], "Send either an image file or (in a JSON body) an image_url."))
     try:
         fields = JobFieldsIn.model_validate({k: v for k, v in data.items() if k != "image_url"})
     except ValidationError as exc:
-        errors = _pydantic_errors(exc) + errors
+        errors = field_errors(exc, ("body",)) + errors
     if errors:
-        raise _invalid(*errors)
+        raise invalid(*errors)
     return fields, image
 
 
@@ -93,13 +79,13 @@ def _parse_json(request: HttpRequest) -> JobJsonIn:
     try:
         data = json.loads(request.body or b"null")
     except ValueError:
-        raise _invalid(_error(["body"], "The body is not valid JSON.", "json_invalid")) from None
+        raise invalid(field_error(["body"], "The body is not valid JSON.", "json_invalid")) from None
     if not isinstance(data, dict):
-        raise _invalid(_error(["body"], "The body must be a JSON object.", "model_attributes_type"))
+        raise invalid(field_error(["body"], "The body must be a JSON object.", "model_attributes_type"))
     try:
         return JobJsonIn.model_validate(data)
     except ValidationError as exc:
-        raise _invalid(*_pydantic_errors(exc)) from None
+        raise invalid(*field_errors(exc, ("body",))) from None
 
 
 def _parse_reprocess(request: HttpRequest) -> ReprocessIn:
@@ -108,41 +94,17 @@ def _parse_reprocess(request: HttpRequest) -> ReprocessIn:
     if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
         if not request.POST and not request.FILES:
             return ReprocessIn()
-        raise _invalid(_error(["body"], 'Send the optional config override as JSON: {"config": {...}}.'))
+        raise invalid(field_error(["body"], 'Send the optional config override as JSON: {"config": {...}}.'))
     if not request.body.strip():
         return ReprocessIn()
     try:
         data = json.loads(request.body)
     except ValueError:
-        raise _invalid(_error(["body"], "The body is not valid JSON.", "json_invalid")) from None
+        raise invalid(field_error(["body"], "The body is not valid JSON.", "json_invalid")) from None
     try:
         return ReprocessIn.model_validate(data)
     except ValidationError as exc:
-        raise _invalid(*_pydantic_errors(exc)) from None
-
-
-def _job_input_errors(exc: JobInputError) -> list[dict[str, Any]]:
-    """`services`' field→message map, as ninja-style locs (config paths are dotted: "a.b")."""
-    errors = []
-    for field, msg in (exc.errors or {"config": str(exc)}).items():
-        if field == "model":
-            loc: list[str | int] = ["body", "model"]
-        elif field in ("config", "config_override"):
-            loc = ["body", "config"]
-        else:
-            loc = ["body", "config", *(int(p) if p.isdigit() else p for p in field.split("."))]
-        errors.append(_error(loc, msg))
-    return errors
-
-
-def _precheck(fields: JobFieldsIn) -> None:
-    """Refuse what `create_job` would refuse anyway before downloading anything for it."""
-    if not settings.REPLICATE_API_TOKEN:
-        raise HttpError(503, str(ReplicateNotConfigured()))
-    try:
-        get_spec(fields.model)
-    except UnknownModelError as exc:
-        raise _invalid(_error(["body", "model"], str(exc))) from None
+        raise invalid(*field_errors(exc, ("body",))) from None
 
 
 # --- response building --------------------------------------------------------------------------
@@ -226,38 +188,28 @@ def create_job(request: HttpRequest) -> Status:
     """multipart/form-data with an `image` file, or JSON with `image_url`; the same fields otherwise."""
     require_perm(request, ADD_PERM)
     content_type = (request.content_type or "").lower()
-    image_loc = "image"
     if content_type == "multipart/form-data":
         fields, image_file = _parse_multipart(request)
-        _precheck(fields)
+        gateway.require_configured()
     elif content_type == "application/json":
-        payload = _parse_json(request)
-        fields, image_loc = payload, "image_url"
-        _precheck(fields)
-        try:
-            image_file = io.BytesIO(fetch.fetch_image(payload.image_url))
-        except fetch.FetchRefused as exc:
-            raise _invalid(_error(["body", "image_url"], str(exc))) from None
+        fields = _parse_json(request)
+        gateway.require_configured()  # before downloading anything for a job that could not run
+        image_file = io.BytesIO(fetch.fetch_image(fields.image_url))
     else:
-        raise _invalid(
-            _error(["body"], "Send multipart/form-data with an `image` file, or application/json with `image_url`.")
+        raise invalid(
+            field_error(
+                ["body"], "Send multipart/form-data with an `image` file, or application/json with `image_url`."
+            )
         )
-    try:
-        job = services.create_job(
-            image_file,
-            fields.model,
-            room_type=fields.room_type,
-            style=fields.style,
-            instructions=fields.instructions,
-            seed=fields.seed,
-            config_override=fields.config,
-        )
-    except ImageRejected as exc:
-        raise _invalid(_error(["body", image_loc], str(exc))) from None
-    except JobInputError as exc:
-        raise _invalid(*_job_input_errors(exc)) from None
-    except ReplicateNotConfigured as exc:  # the token went away since the precheck
-        raise HttpError(503, str(exc)) from None
+    job = services.create_job(
+        image_file,
+        fields.model,
+        room_type=fields.room_type,
+        style=fields.style,
+        instructions=fields.instructions,
+        seed=fields.seed,
+        config_override=fields.config,
+    )
     return Status(201, _job_out(request, job.pk))
 
 
@@ -283,11 +235,6 @@ def reprocess(request: HttpRequest, job_id: int) -> Status:
     require_perm(request, CHANGE_PERM)
     _existing(job_id)
     payload = _parse_reprocess(request)
-    try:
-        attempt = services.retry_job(job_id, payload.config)
-    except JobBusyError as exc:
-        return Status(409, {"detail": str(exc)})
-    except JobInputError as exc:
-        raise _invalid(*_job_input_errors(exc)) from None
+    attempt = services.retry_job(job_id, payload.config)
     attempt.refresh_from_db()  # with a synchronous queue it may have moved on already
     return Status(202, _attempt_out(attempt))

@@ -126,10 +126,14 @@ def attempt_token_from(url: str) -> str:
 
 
 def require_configured() -> str:
-    """The API token; raises `ReplicateNotConfigured` (the one check of "is Replicate configured")."""
-    if not settings.REPLICATE_API_TOKEN:
+    """The Replicate API token; `ReplicateNotConfigured` when none is set (staging then starts no work).
+
+    The one "is Replicate configured" check: the jobs API, `services.create_job` and `get_client` ask here.
+    """
+    token = settings.REPLICATE_API_TOKEN
+    if not token:
         raise ReplicateNotConfigured()
-    return settings.REPLICATE_API_TOKEN
+    return token
 
 
 def get_client() -> replicate.Client:

@@ -14,6 +14,8 @@ import uuid
 from django.db import models
 from django.db.models import Case, CharField, OuterRef, Q, Subquery, Value, When
 
+from models_config.builders import DEFAULT_ROOM_TYPE, DEFAULT_STYLE
+
 
 def new_token() -> str:
     """An attempt's unguessable webhook credential (docs/replicate.md#webhooks)."""
@@ -77,8 +79,8 @@ class StagingJob(models.Model):
     photo_width = models.PositiveIntegerField(default=0)
     photo_height = models.PositiveIntegerField(default=0)
     model_slug = models.SlugField(max_length=100, db_index=True)
-    room_type = models.CharField(max_length=100, default="room")
-    style = models.CharField(max_length=100, default="modern")
+    room_type = models.CharField(max_length=100, default=DEFAULT_ROOM_TYPE)
+    style = models.CharField(max_length=100, default=DEFAULT_STYLE)
     instructions = models.TextField(blank=True, default="")
     seed = models.BigIntegerField(null=True, blank=True)
     config_override = models.JSONField(null=True, blank=True)

@@ -7,13 +7,29 @@ Replicate input (it can hold a signed storage URL) or anything else that works a
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 from ninja import Schema
-from pydantic import ConfigDict, Field
+from pydantic import AfterValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
+
+from models_config.builders import DEFAULT_ROOM_TYPE, DEFAULT_STYLE
+from models_config.registry import UnknownModelError, get_spec
 
 MAX_SEED = 2**63 - 1  # StagingJob.seed is a BigIntegerField
+
+
+def _registered(slug: str) -> str:
+    """A field error for a slug no registry line names, so it is refused with the request's other fields.
+
+    `get_spec` is the rule; this only turns its `UnknownModelError` into pydantic's error for the field.
+    """
+    try:
+        get_spec(slug)
+    except UnknownModelError as exc:
+        raise PydanticCustomError("value_error", "{reason}", {"reason": str(exc)}) from None
+    return slug
 
 
 class JobFieldsIn(Schema):
@@ -21,9 +37,11 @@ class JobFieldsIn(Schema):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field(min_length=1, max_length=100, description="A registered model slug, e.g. flux-kontext-pro.")
-    room_type: str = Field("room", max_length=100)
-    style: str = Field("modern", max_length=100)
+    model: Annotated[str, AfterValidator(_registered)] = Field(
+        min_length=1, max_length=100, description="A registered model slug, e.g. flux-kontext-pro."
+    )
+    room_type: str = Field(DEFAULT_ROOM_TYPE, max_length=100)
+    style: str = Field(DEFAULT_STYLE, max_length=100)
     instructions: str = Field("", max_length=2000, description="Free text added to the prompt.")
     seed: int | None = Field(None, ge=0, le=MAX_SEED, description="Used unless the config sets its own seed.")
     config: dict[str, Any] | None = Field(
@@ -95,20 +113,6 @@ class JobOut(Schema):
     updated_at: datetime
     attempts: list[AttemptOut]
     outputs: list[OutputOut] = Field(description="Stored files of the latest succeeded attempt.")
-
-
-class ErrorOut(Schema):
-    detail: str
-
-
-class FieldErrorOut(Schema):
-    loc: list[str | int] = Field(description='Where: ["body", field, ...] (config paths continue the list).')
-    msg: str
-    type: str
-
-
-class ValidationErrorOut(Schema):
-    detail: list[FieldErrorOut]
 
 
 # The two request bodies `POST /jobs` accepts, for the OpenAPI document (the handler parses them itself).

@@ -19,6 +19,7 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from pydantic import ValidationError
 
+from models_config.builders import DEFAULT_ROOM_TYPE, DEFAULT_STYLE
 from models_config.registry import UnknownModelError, get_spec
 from models_config.schemas import describe_errors, error_fields
 
@@ -55,8 +56,8 @@ def _check_override(slug: str, override: Mapping[str, Any]) -> None:
 def create_job(
     image_file: IO[bytes],
     model: str,
-    room_type: str = "room",
-    style: str = "modern",
+    room_type: str = DEFAULT_ROOM_TYPE,
+    style: str = DEFAULT_STYLE,
     instructions: str = "",
     seed: int | None = None,
     config_override: Mapping[str, Any] | None = None,
@@ -80,8 +81,8 @@ def create_job(
 
     job = StagingJob(
         model_slug=model,
-        room_type=room_type or "room",
-        style=style or "modern",
+        room_type=room_type or DEFAULT_ROOM_TYPE,
+        style=style or DEFAULT_STYLE,
         instructions=instructions or "",
         seed=seed,
         config_override=override,

@@ -38,7 +38,9 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "ninja",
     "django_jsonform",
+    "api",
     "models_config",
     "staging",  # before django_q: its `qcluster` command wraps django-q2's
     "django_q",

@@ -3,14 +3,13 @@
 from django.conf import settings
 from django.conf.urls.static import static
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from staging.webhooks import replicate_webhook
-from stagingsite.api import api
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("api/v1/", api.urls),
+    path("api/v1/", include("api.urls")),
     path("webhooks/replicate/", replicate_webhook, name="replicate-webhook"),
 ]
 

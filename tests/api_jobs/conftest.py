@@ -19,6 +19,7 @@ from django.contrib.auth.models import Permission, User
 from django.test import Client
 from PIL import Image
 
+from api.services import create_api_token
 from models_config import services as config_services
 from tests.fixtures.loopback import loopback_server
 
@@ -101,7 +102,7 @@ def make_user(db):
 @pytest.fixture
 def token_for(db):
     def make(user: User) -> str:
-        _, raw = config_services.create_api_token(user, "tests")
+        _, raw = create_api_token(user, "tests")
         return raw
 
     return make

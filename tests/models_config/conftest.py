@@ -28,7 +28,7 @@ def rows(db) -> dict[str, ModelConfig]:
 
 @pytest.fixture
 def editor(db) -> User:
-    return _staff("editor", "view_modelconfig", "change_modelconfig", "add_apitoken", "view_apitoken")
+    return _staff("editor", "view_modelconfig", "change_modelconfig")
 
 
 @pytest.fixture

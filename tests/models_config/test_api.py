@@ -8,9 +8,11 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
+from api.models import ApiToken
+from api.services import create_api_token
 from models_config import services
 from models_config.forms import ModelConfigForm
-from models_config.models import ApiToken, ModelConfig, ModelConfigVersion
+from models_config.models import ModelConfig, ModelConfigVersion
 from tests.fixtures.config_rows import forget_config_rows
 
 from .conftest import SLUG, logged_in
@@ -158,7 +160,7 @@ def test_view_permission_reads_but_cannot_write(rows, viewer_client: Client) -> 
 
 
 def test_bearer_token_auth(rows, editor) -> None:
-    token, raw = services.create_api_token(editor, "script")
+    token, raw = create_api_token(editor, "script")
     client = Client(enforce_csrf_checks=True)  # tokens need no CSRF token
     response = put(
         client,
@@ -181,7 +183,7 @@ def test_bad_token_is_401_and_not_echoed(rows, editor) -> None:
 
 
 def test_token_of_inactive_user_is_401(rows, editor) -> None:
-    _, raw = services.create_api_token(editor, "old")
+    _, raw = create_api_token(editor, "old")
     User.objects.filter(pk=editor.pk).update(is_active=False)
     assert Client().get(f"{BASE}/", headers={"Authorization": f"Bearer {raw}"}).status_code == 401
     assert ApiToken.objects.get().last_used_at is None

@@ -17,6 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from models_config.builders import DEFAULT_ROOM_TYPE, DEFAULT_STYLE
 from models_config.registry import REGISTRY
 from staging import reprocessing, services
 from staging.errors import ImageRejected, JobInputError, ReplicateNotConfigured
@@ -38,8 +39,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("image", help="Path of the photo (JPEG, PNG or WebP).")
         parser.add_argument("--model", required=True, help=f"Model slug: {', '.join(REGISTRY)}.")
-        parser.add_argument("--room-type", default="room", help="Kind of room, e.g. 'living room' (default 'room').")
-        parser.add_argument("--style", default="modern", help="Furnishing style (default 'modern').")
+        parser.add_argument(
+            "--room-type",
+            default=DEFAULT_ROOM_TYPE,
+            help=f"Kind of room, e.g. 'living room' (default '{DEFAULT_ROOM_TYPE}').",
+        )
+        parser.add_argument("--style", default=DEFAULT_STYLE, help=f"Furnishing style (default '{DEFAULT_STYLE}').")
         parser.add_argument("--instructions", default="", help="Extra free-text instructions for the prompt.")
         parser.add_argument("--seed", type=int, default=None, help="Seed (a seed fixed in the config wins).")
         parser.add_argument(

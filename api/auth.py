@@ -1,4 +1,4 @@
-"""Authentication and permissions for the HTTP API (the config API now, the jobs API later).
+"""Authentication and permissions for every router of the HTTP API.
 
 Two ways in: a personal token (`Authorization: Bearer stg_…`, looked up by its SHA-256 hash, no CSRF
 since a browser never sends it by itself) or the admin's session cookie (CSRF enforced on unsafe
@@ -63,7 +63,7 @@ class SessionAuth(APIKeyCookie):
 
 
 def api_auth() -> list[Any]:
-    """The auth list for routers: token first, then the session."""
+    """The auth list of the API root (and of any router mounted elsewhere): token first, then the session."""
     return [BearerTokenAuth(), SessionAuth()]
 
 

@@ -1,0 +1,159 @@
+"""The one mapping of domain errors to HTTP answers, installed on the ninja root as exception handlers.
+
+Views raise (or let through) what the services raise; nothing in a view catches a domain error to turn
+it into a status code. Each handler below names the errors it answers and returns `(status, body)`;
+`install` registers them on a `NinjaAPI`. Ninja picks a handler by the error's class hierarchy, so a
+subclass with its own handler (`JobBusyError` under `JobInputError`) gets its own answer.
+
+The bodies keep ninja's shapes: `{"detail": "message"}`, and for 422 `{"detail": [{loc, msg, type}]}`
+with `loc` starting at `"body"`, as ninja's own request validation reports a bad field. Errors say
+where they point themselves (`ConfigValidationError.loc_prefix`, the keys of `JobInputError.errors`),
+so no handler needs to know which endpoint raised them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from ninja import NinjaAPI
+from ninja.errors import ValidationError as NinjaValidationError
+
+from models_config.registry import UnknownModelError
+from models_config.services import ConfigError, ConfigValidationError, UnknownVersionError, VersionConflictError
+from staging.errors import ImageRejected, JobBusyError, JobInputError, ReplicateNotConfigured
+from staging.fetch import FetchRefused
+
+from .schemas import ConflictOut
+
+Answer = tuple[int, dict[str, Any]]
+Handler = Callable[[HttpRequest, Any], Answer]
+
+HANDLERS: dict[type[Exception], Handler] = {}
+
+
+def answers(*exc_classes: type[Exception]) -> Callable[[Handler], Handler]:
+    """Register the decorated function as the answer to `exc_classes`."""
+
+    def register(handler: Handler) -> Handler:
+        for exc_class in exc_classes:
+            HANDLERS[exc_class] = handler
+        return handler
+
+    return register
+
+
+def install(api: NinjaAPI) -> None:
+    """Make every answer below one of `api`'s exception handlers."""
+    for exc_class, handler in HANDLERS.items():
+        api.add_exception_handler(exc_class, _responder(api, handler))
+
+
+def _responder(api: NinjaAPI, handler: Handler) -> Callable[[HttpRequest, Exception], HttpResponse]:
+    def respond(request: HttpRequest, exc: Exception) -> HttpResponse:
+        status, body = handler(request, exc)
+        return api.create_response(request, body, status=status)
+
+    return respond
+
+
+def field_error(loc: list[str | int], msg: str, type_: str = "value_error") -> dict[str, Any]:
+    """One `{loc, msg, type}` item, for a refusal that is not pydantic's (see `schemas.field_errors`)."""
+    return {"loc": loc, "msg": msg, "type": type_}
+
+
+def invalid(*errors: dict[str, Any]) -> NinjaValidationError:
+    """For a view that parses its body itself: raise this and ninja answers 422 as for its own parsing."""
+    return NinjaValidationError(list(errors))
+
+
+def _invalid(*errors: dict[str, Any]) -> Answer:
+    return 422, {"detail": list(errors)}
+
+
+# --- 403, 404, 409, 503: a message ---------------------------------------------------------------
+
+
+@answers(PermissionDenied)
+def forbidden(request: HttpRequest, exc: PermissionDenied) -> Answer:
+    return 403, {"detail": str(exc) or "Permission denied."}
+
+
+@answers(UnknownModelError, UnknownVersionError)
+def not_found(request: HttpRequest, exc: LookupError) -> Answer:
+    """A model slug or version number in the path that does not exist; the message lists what does."""
+    return 404, {"detail": str(exc)}
+
+
+@answers(JobBusyError)
+def job_busy(request: HttpRequest, exc: JobBusyError) -> Answer:
+    return 409, {"detail": str(exc)}
+
+
+@answers(VersionConflictError)
+def version_conflict(request: HttpRequest, exc: VersionConflictError) -> Answer:
+    """Name the version that won, its author and comment, so the client can show what changed."""
+    version = exc.active_version
+    detail = str(exc)
+    if version is not None:
+        detail += f" v{version.number} is by {version.author_name or 'nobody (system)'}: {version.comment!r}."
+    body = ConflictOut(
+        detail=detail,
+        active_version=exc.active,
+        active_author=version.author_name if version else None,
+        active_comment=version.comment if version else None,
+    )
+    return 409, body.model_dump()
+
+
+@answers(ReplicateNotConfigured)
+def not_configured(request: HttpRequest, exc: ReplicateNotConfigured) -> Answer:
+    return 503, {"detail": str(exc)}
+
+
+# --- 422: what was sent cannot be used ----------------------------------------------------------
+
+
+@answers(ConfigError)
+def config_refused(request: HttpRequest, exc: ConfigError) -> Answer:
+    """A config change the service refused for a reason no field of the request explains."""
+    return 422, {"detail": str(exc)}
+
+
+@answers(ConfigValidationError)
+def config_invalid(request: HttpRequest, exc: ConfigValidationError) -> Answer:
+    """Per field, under where the config sat in the request; a stored version's errors as one message."""
+    if exc.loc_prefix is None:
+        return config_refused(request, exc)
+    return _invalid(*({**error, "loc": ["body", *exc.loc_prefix, *error["loc"]]} for error in exc.errors))
+
+
+@answers(JobInputError)
+def job_input_invalid(request: HttpRequest, exc: JobInputError) -> Answer:
+    """`JobInputError.errors` maps a job field ("model"), the whole override ("config_override", or
+    "config" for a rule about the whole config) or a dotted path inside the override to a message."""
+    errors = []
+    for field, msg in (exc.errors or {"config": str(exc)}).items():
+        if field == "model":
+            loc: list[str | int] = ["body", "model"]
+        elif field in ("config", "config_override"):
+            loc = ["body", "config"]
+        else:
+            loc = ["body", "config", *(int(part) if part.isdigit() else part for part in field.split("."))]
+        errors.append(field_error(loc, msg))
+    return _invalid(*errors)
+
+
+@answers(ImageRejected)
+def image_rejected(request: HttpRequest, exc: ImageRejected) -> Answer:
+    """The photo is unusable: a JSON request named it by `image_url`, a form upload sent it as `image`."""
+    field = "image_url" if (request.content_type or "").lower() == "application/json" else "image"
+    return _invalid(field_error(["body", field], str(exc)))
+
+
+@answers(FetchRefused)
+def fetch_refused(request: HttpRequest, exc: FetchRefused) -> Answer:
+    """The photo's URL may not be fetched, or did not answer with something usable."""
+    return _invalid(field_error(["body", "image_url"], str(exc)))

@@ -1,0 +1,21 @@
+"""The project's one HTTP API, served under /api/v1/ (OpenAPI at /api/v1/openapi.json, docs at /api/v1/docs).
+
+Each app contributes a router; what they share lives in this app and is set here, once, for all of
+them: authentication (a personal token or the staff session, `auth.api_auth`) and the answers to
+domain errors (`errors`). Operations still check their own permissions with `auth.require_perm`.
+The docs page loads Swagger UI from django-ninja's own static files (`ninja` is in INSTALLED_APPS),
+so it works offline, and sends the CSRF token so that a logged-in admin can try requests from it.
+"""
+
+from ninja import NinjaAPI
+
+from models_config.api import router as models_config_router
+from staging.api import router as jobs_router
+
+from . import errors
+from .auth import api_auth
+
+api = NinjaAPI(urls_namespace="api", title="Virtual staging API", version="1", auth=api_auth())
+errors.install(api)
+api.add_router("/admin/models/", models_config_router)
+api.add_router("/jobs", jobs_router)
