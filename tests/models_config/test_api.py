@@ -11,8 +11,9 @@ from django.test import Client
 from models_config import services
 from models_config.forms import ModelConfigForm
 from models_config.models import ApiToken, ModelConfig, ModelConfigVersion
+from tests.fixtures.users import logged_in
 
-from .conftest import SLUG, logged_in
+from .conftest import SLUG
 
 pytestmark = pytest.mark.django_db
 
