@@ -37,7 +37,7 @@ def test_tasks_drive_a_job_to_success(make_job):
         tasks.enforce_deadlines()
         return job.status == "succeeded"
 
-    wait_until(succeeded, timeout=5)
+    wait_until(succeeded)
     assert job.status == "succeeded"
     assert attempts(job)[0].images.count() == 1
 
