@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import time
 
-from django.conf import settings
 from django.db import connection, reset_queries
-from django.test.utils import CaptureQueriesContext
+from django.test.utils import CaptureQueriesContext, override_settings
 
 from models_config import selectors, services
 
@@ -33,14 +32,10 @@ def _rate(calls: int) -> tuple[float, float]:
 
 def run() -> None:
     services.ensure_config_rows()
-    cache_seconds = settings.MODELS_CONFIG_CACHE_SECONDS
-    try:
-        settings.MODELS_CONFIG_CACHE_SECONDS = 0.0
+    with override_settings(MODELS_CONFIG_CACHE_SECONDS=0.0):
         base_rate, base_queries = _rate(BASELINE_CALLS)
-        settings.MODELS_CONFIG_CACHE_SECONDS = 3600.0
+    with override_settings(MODELS_CONFIG_CACHE_SECONDS=3600.0):
         cached_rate, cached_queries = _rate(CALLS)
-    finally:
-        settings.MODELS_CONFIG_CACHE_SECONDS = cache_seconds
     print("config_read: get_active_config on the job path")
     print(f"  re-check each read: {base_rate:12,.0f} reads/s  {base_queries:.2f} queries/read")
     print(f"  cached (steady)   : {cached_rate:12,.0f} reads/s  {cached_queries:.2f} queries/read")

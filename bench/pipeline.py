@@ -36,11 +36,9 @@ from typing import Any
 
 import httpx
 import replicate
-from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.utils import timezone
-from PIL import Image
 
 from models_config import services as config_services
 from models_config.builders import StagingRequest
@@ -49,7 +47,9 @@ from models_config.selectors import get_active_config
 from replicate_emulator import Emulator
 from staging import queue as staging_queue
 from staging import services, sweeps, tasks
+from staging.emulation import emulator_settings
 from staging.models import Attempt, StagingJob
+from tests.fixtures.photos import image_bytes
 
 SLUG = "flux-kontext-pro"
 QUICK = os.environ.get("BENCH_QUICK") == "1"
@@ -61,39 +61,10 @@ TIMEOUT = 120.0
 STEPS = ("create_job", "submit", "poll", "collect")
 
 
-def _photo() -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (1024, 768), (200, 150, 90)).save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
-
-
 @contextmanager
 def _emulator() -> Iterator[Emulator]:
-    emu = Emulator(api_token="r8_bench", port=0, latency=LATENCY, jitter=0.0).start()
-    try:
+    with Emulator(api_token="r8_bench", port=0, latency=LATENCY, jitter=0.0) as emu:
         yield emu
-    finally:
-        emu.stop()
-
-
-@contextmanager
-def _pipeline_settings(emu: Emulator) -> Iterator[None]:
-    """Point the service at the emulator in polling mode; restore everything afterwards."""
-    values = {
-        "REPLICATE_API_TOKEN": emu.api_token,
-        "REPLICATE_BASE_URL": emu.base_url,
-        "REPLICATE_WEBHOOK_SECRET": "",
-        "REPLICATE_OUTPUT_HOSTS": ["replicate.delivery", "*.replicate.delivery", "127.0.0.1"],
-        "STAGING_PUBLIC_URL": "",  # polling mode: every in-flight prediction is read each tick
-    }
-    saved = {name: getattr(settings, name) for name in values}
-    for name, value in values.items():
-        setattr(settings, name, value)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            setattr(settings, name, value)
 
 
 class Broker:
@@ -134,7 +105,8 @@ def _all_succeeded() -> bool:
 def run_service(photo: bytes) -> dict[str, Any]:
     cpu: dict[str, list[float]] = defaultdict(list)
     broker = Broker()
-    with _emulator() as emu, _pipeline_settings(emu), broker.installed():
+    # Polling mode (no public URL): every in-flight prediction is read each tick.
+    with _emulator() as emu, emulator_settings(emu, STAGING_PUBLIC_URL=""), broker.installed():
         for i in range(JOBS):  # before the clock: the jobs are waiting in the queue when workers start
             start = time.thread_time()
             services.create_job(SimpleUploadedFile(f"room{i}.jpg", photo, content_type="image/jpeg"), SLUG)
@@ -234,7 +206,7 @@ def run_blocking(photo: bytes) -> dict[str, Any]:
 
 def run() -> None:
     config_services.ensure_config_rows()
-    photo = _photo()
+    photo = image_bytes(size=(1024, 768), quality=90)
     blocking = run_blocking(photo)
     service = run_service(photo)
     ratio = blocking["wall"] / service["wall"]

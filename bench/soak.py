@@ -1,7 +1,7 @@
 """The soak under faults as a benchmark: what the faults cost, beside the same jobs without them.
 
-The scenario and its invariants are the soak test's (`tests/pipeline/soak_conftest.py`), so the
-numbers printed here come from runs that also proved the DESIGN's targets. A REAL `qcluster` child
+The scenario and its invariants are the soak test's (`bench/scenarios/soak.py`), so the numbers
+printed here come from runs that also proved what docs/architecture.md#never-pay-twice promises. A REAL `qcluster` child
 (2 workers) runs against the bench's SQLite database; this process serves the webhooks and the photos
 (Django's threaded WSGI server on a free loopback port, STAGING_PUBLIC_URL pointing at it) and drives
 the scheduled tasks every SOAK_TICK seconds (why: see the scenario's docstring).
@@ -16,7 +16,6 @@ time, attempts per job (extra paid attempts come only from failed predictions) a
 
 from __future__ import annotations
 
-import io
 import os
 import statistics
 import time
@@ -27,26 +26,25 @@ from typing import Any
 from django.conf import settings
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
-from django.test.utils import override_settings
 from django.urls import re_path
 from django.utils import timezone
 from django.views.static import serve
 from django_q.models import Task
 from django_q.tasks import async_task
-from PIL import Image
 
+from bench.scenarios import soak
+from bench.scenarios.qcluster import QCluster
 from models_config import services as config_services
 from replicate_emulator import Emulator
+from staging.emulation import emulator_environ, emulator_settings
 from stagingsite.urls import urlpatterns as project_urlpatterns
 from tests.fixtures.loopback import loopback_server
-from tests.pipeline import soak_conftest as soak
-from tests.pipeline.conftest import QCluster
-from tests.waiting import wait_until
+from tests.fixtures.photos import image_bytes
+from tests.fixtures.waiting import wait_until
 
 JOBS = int(os.environ.get("SOAK_JOBS", "40"))
 TICK = float(os.environ.get("SOAK_TICK", "2"))
 TIMEOUT = 150.0
-OUTPUT_HOSTS = ["replicate.delivery", "*.replicate.delivery", "127.0.0.1"]
 
 # The in-process server's URLs: the project's plus the photos, which the emulator fetches by URL.
 urlpatterns = [*project_urlpatterns, re_path(r"^media/(?P<path>.*)$", serve, {"document_root": settings.MEDIA_ROOT})]
@@ -60,12 +58,6 @@ class _QuietHandler(WSGIRequestHandler):
 def _web_server() -> AbstractContextManager[str]:
     """Django on a free loopback port in threads of this process; yields its base URL."""
     return loopback_server(_QuietHandler, ThreadedWSGIServer, WSGIHandler())
-
-
-def _photo() -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (640, 480), (200, 150, 90)).save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
 
 
 def _warm_up(cluster: QCluster) -> None:
@@ -125,23 +117,15 @@ def _report(baseline: dict[str, Any], faulted: dict[str, Any]) -> None:
 
 def run() -> None:
     config_services.ensure_config_rows()
-    photo = _photo()
+    photo = image_bytes(size=(640, 480), quality=90)
     log_dir = Path(settings.MEDIA_ROOT).parent
     emu = soak.make_emulator("r8_bench_soak").start()
     try:
         with _web_server() as public_url:
-            values = {
-                "REPLICATE_API_TOKEN": emu.api_token,
-                "REPLICATE_BASE_URL": emu.base_url,
-                "REPLICATE_WEBHOOK_SECRET": "",
-                "REPLICATE_OUTPUT_HOSTS": OUTPUT_HOSTS,
-                "STAGING_PUBLIC_URL": public_url,
-                **soak.PIPELINE_SETTINGS,
-            }
-            env = {**os.environ, **{k: str(v) for k, v in values.items() if k != "REPLICATE_OUTPUT_HOSTS"}}
-            env.update(REPLICATE_OUTPUT_HOSTS=",".join(OUTPUT_HOSTS), Q_WORKERS="2", LOG_LEVEL="INFO")
+            values = {"STAGING_PUBLIC_URL": public_url, **soak.PIPELINE_SETTINGS}
+            env = {**os.environ, **emulator_environ(emu, **values), "Q_WORKERS": "2", "LOG_LEVEL": "INFO"}
             cluster = QCluster(env, log_dir)
-            with override_settings(ROOT_URLCONF=__name__, **values):
+            with emulator_settings(emu, ROOT_URLCONF=__name__, **values):
                 cluster.start()
                 try:
                     _warm_up(cluster)

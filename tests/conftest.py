@@ -11,7 +11,12 @@ from django.db import connection
 
 from models_config import selectors
 
-pytest_plugins = ["tests.fixtures.emulator", "tests.fixtures.pipeline"]
+pytest_plugins = [  # a plugin that another one imports comes first, so that pytest can rewrite its asserts
+    "tests.fixtures.photos",
+    "tests.fixtures.emulator",
+    "tests.fixtures.pipeline",
+    "tests.fixtures.users",
+]
 
 
 def pytest_configure(config: pytest.Config) -> None:

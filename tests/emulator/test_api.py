@@ -14,7 +14,7 @@ from replicate.exceptions import ReplicateError
 from models_config.builders import StagingRequest
 from models_config.registry import REGISTRY, OutputShape
 from replicate_emulator import Emulator
-from tests.fixtures.emulator import jpeg_bytes
+from tests.fixtures.photos import image_bytes
 
 EXPECTED_FORMAT = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}
 
@@ -85,7 +85,7 @@ def test_seedream_auto_returns_the_configs_output_count(replicate_client, upload
 
 
 def test_output_format_and_aspect_ratio_are_honoured(replicate_client):
-    data_uri = "data:image/jpeg;base64," + base64.b64encode(jpeg_bytes(800, 400)).decode()
+    data_uri = "data:image/jpeg;base64," + base64.b64encode(image_bytes(size=(800, 400))).decode()
     model_input = _input("flux-kontext-pro", data_uri) | {"output_format": "jpg", "aspect_ratio": "1:1"}
     prediction = replicate_client.models.predictions.create(
         model="black-forest-labs/flux-kontext-pro", input=model_input
@@ -96,7 +96,7 @@ def test_output_format_and_aspect_ratio_are_honoured(replicate_client):
 
 
 def test_large_input_is_resized_to_at_most_1024(replicate_client):
-    data_uri = "data:image/jpeg;base64," + base64.b64encode(jpeg_bytes(2048, 1536)).decode()
+    data_uri = "data:image/jpeg;base64," + base64.b64encode(image_bytes(size=(2048, 1536))).decode()
     prediction = replicate_client.models.predictions.create(
         model="qwen/qwen-image-edit", input=_input("qwen-image-edit", data_uri)
     )
@@ -149,7 +149,7 @@ def test_cancel(emulator, replicate_client, uploaded_image_url):
 
 
 def test_list_is_newest_first_and_paginates(emulator, replicate_client):
-    data_uri = "data:image/jpeg;base64," + base64.b64encode(jpeg_bytes(32, 32)).decode()
+    data_uri = "data:image/jpeg;base64," + base64.b64encode(image_bytes(size=(32, 32))).decode()
     ids = [
         replicate_client.models.predictions.create(
             model="qwen/qwen-image-edit", input=_input("qwen-image-edit", data_uri)
@@ -167,7 +167,7 @@ def test_list_is_newest_first_and_paginates(emulator, replicate_client):
 
 
 def test_files_api(replicate_client, emulator):
-    content = jpeg_bytes()
+    content = image_bytes()
     file = replicate_client.files.create(io.BytesIO(content), filename="room.jpg", metadata={"job": 7})
     assert (file.name, file.size, file.content_type, file.metadata) == (
         "room.jpg",
@@ -188,7 +188,7 @@ def test_model_object_and_create_by_version(replicate_client):
     schema = model.latest_version.openapi_schema["components"]["schemas"]
     assert set(schema["Input"]["properties"]) >= {"prompt", "input_image", "output_format", "safety_tolerance"}
     assert schema["Output"]["type"] == "string"
-    data_uri = "data:image/jpeg;base64," + base64.b64encode(jpeg_bytes(64, 64)).decode()
+    data_uri = "data:image/jpeg;base64," + base64.b64encode(image_bytes(size=(64, 64))).decode()
     prediction = replicate_client.predictions.create(
         version=model.latest_version.id, input=_input("flux-kontext-pro", data_uri)
     )

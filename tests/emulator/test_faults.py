@@ -9,10 +9,10 @@ import pytest
 from replicate.exceptions import ReplicateError
 
 from replicate_emulator import E005, E6716
-from tests.fixtures.emulator import jpeg_bytes
+from tests.fixtures.photos import image_bytes
 
 MODEL = "qwen/qwen-image-edit"
-DATA_URI = "data:image/jpeg;base64," + base64.b64encode(jpeg_bytes(64, 48)).decode()
+DATA_URI = "data:image/jpeg;base64," + base64.b64encode(image_bytes()).decode()
 
 
 def _create(client, attempt: str | None = None, **kwargs):

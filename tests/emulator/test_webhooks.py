@@ -9,10 +9,11 @@ import httpx
 import replicate
 from replicate.webhook import WebhookSigningSecret
 
-from tests.fixtures.emulator import jpeg_bytes
+from tests.fixtures.photos import image_bytes
+from tests.fixtures.waiting import wait_until
 
 MODEL = "black-forest-labs/flux-kontext-pro"
-INPUT = {"prompt": "stage", "input_image": "data:image/jpeg;base64," + base64.b64encode(jpeg_bytes(64, 48)).decode()}
+INPUT = {"prompt": "stage", "input_image": "data:image/jpeg;base64," + base64.b64encode(image_bytes()).decode()}
 
 
 def _create(client, receiver, events=None, attempt="att-1"):
@@ -121,9 +122,7 @@ def test_retention_removes_data():
         data = emu.wait_for_prediction(prediction.id)
         output_url = data["output"]
         assert httpx.get(output_url).status_code == 200
-        deadline = time.monotonic() + 3
-        while not emu.get_prediction(prediction.id)["data_removed"] and time.monotonic() < deadline:
-            time.sleep(0.05)
+        assert wait_until(lambda: emu.get_prediction(prediction.id)["data_removed"], timeout=3)
         prediction.reload()
         assert (prediction.output, prediction.input, prediction.status) == (None, {}, "succeeded")
         raw = httpx.get(f"{emu.base_url}/v1/predictions/{prediction.id}", headers={"Authorization": "Bearer t"})

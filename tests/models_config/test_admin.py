@@ -13,8 +13,9 @@ from django.urls import reverse
 from models_config import services
 from models_config.jsonform import adapted_schema
 from models_config.models import ModelConfig, ModelConfigVersion
+from tests.fixtures.users import logged_in
 
-from .conftest import SLUG, logged_in
+from .conftest import SLUG
 
 pytestmark = pytest.mark.django_db
 

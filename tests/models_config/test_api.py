@@ -14,8 +14,9 @@ from models_config import services
 from models_config.forms import ModelConfigForm
 from models_config.models import ModelConfig, ModelConfigVersion
 from tests.fixtures.config_rows import forget_config_rows
+from tests.fixtures.users import logged_in
 
-from .conftest import SLUG, logged_in
+from .conftest import SLUG
 
 pytestmark = pytest.mark.django_db
 

@@ -1,26 +1,30 @@
-"""Fixtures for the staging pipeline tests: the real emulator over HTTP, tasks run inline."""
+"""Fixtures for the staging tests: webhook mode, a real qcluster, a local photo server, a loopback-only guard.
+
+The pipeline itself (`pipeline`, `make_job`), users and photos are shared plugins in tests/fixtures/.
+
+`_loopback_only` guards the jobs API and fetch tests (they ask for it): a socket connection to anything
+but loopback fails the test, so an SSRF check that let a request through cannot send traffic off the machine.
+"""
 
 from __future__ import annotations
 
-import io
+import contextlib
+import ipaddress
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
-from PIL import Image
+from django.conf import settings as django_settings
 
-from staging import services, sweeps
-from staging.models import Attempt, StagingJob
-from tests.waiting import wait_until
+from bench.scenarios.qcluster import QCluster
+from staging.emulation import emulator_environ, emulator_settings
+from tests.fixtures.loopback import loopback_server
+from tests.fixtures.photos import image_bytes
 
-
-def image_bytes(fmt: str = "JPEG", size: tuple[int, int] = (64, 48), color=(200, 150, 90), **save) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, color).save(buffer, fmt, **save)
-    return buffer.getvalue()
-
-
-def upload(data: bytes | None = None, name: str = "room.jpg") -> SimpleUploadedFile:
-    return SimpleUploadedFile(name, image_bytes() if data is None else data, content_type="image/jpeg")
+MANAGE = str(Path(django_settings.BASE_DIR) / "manage.py")
 
 
 @pytest.fixture
@@ -32,30 +36,113 @@ def webhook_pipeline(pipeline, live_server, settings):
     return pipeline
 
 
-def job_status(job: StagingJob) -> str:
-    return StagingJob.objects.get(pk=job.pk).status
+@pytest.fixture
+def emulated(pipeline):
+    """This process's settings pointed at the emulator (polling mode), queue tasks run inline."""
+    return pipeline
 
 
-def drive(job: StagingJob, timeout: float = 10.0, *, poll: bool = True) -> str:
-    """Run the scheduled ticks (poll mode) until the job is terminal; returns the final status."""
-
-    def done() -> bool:
-        if poll:
-            sweeps.poll_in_flight()
-            sweeps.retry_due()
-        return job_status(job) in ("succeeded", "failed", "canceled")
-
-    wait_until(done, timeout)
-    return job_status(job)
-
-
-def attempts(job: StagingJob) -> list[Attempt]:
-    return list(Attempt.objects.filter(job=job).order_by("number"))
+# --- a real qcluster ----------------------------------------------------------------------------
 
 
 @pytest.fixture
-def make_job(pipeline):
-    def make(model: str = "flux-kontext-pro", **kwargs) -> StagingJob:
-        return services.create_job(kwargs.pop("image_file", None) or upload(), model, **kwargs)
+def cluster_env(settings, emulator, live_server, subprocess_env) -> Iterator[dict[str, str]]:
+    """This process and the qcluster child both pointed at the emulator, with webhooks to the live server."""
+    settings.ROOT_URLCONF = "tests.staging.urls"  # serves /media/ so the emulator can fetch the photos
+    with emulator_settings(emulator, STAGING_PUBLIC_URL=live_server.url):
+        env = dict(subprocess_env)
+        env.update(emulator_environ(emulator, STAGING_PUBLIC_URL=live_server.url), Q_WORKERS="2", LOG_LEVEL="INFO")
+        yield env
 
-    return make
+
+@pytest.fixture
+def qcluster(cluster_env, tmp_path) -> Iterator[QCluster]:
+    cluster = QCluster(cluster_env, tmp_path)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+# --- a photo server for image URLs ----------------------------------------------------------------
+
+
+@dataclass
+class PhotoServer:
+    """A tiny HTTP server on 127.0.0.1; `routes` maps a path to (status, headers, body)."""
+
+    base: str = ""
+    routes: dict[str, tuple[int, dict[str, str], bytes]] = field(default_factory=dict)
+    hits: list[tuple[str, str]] = field(default_factory=list)  # (path, Host header) of every request
+
+    def url(self, path: str) -> str:
+        return f"{self.base}{path}"
+
+
+@pytest.fixture
+def photo_server() -> Iterator[PhotoServer]:
+    server_state = PhotoServer()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            server_state.hits.append((self.path, self.headers.get("Host", "")))
+            status, headers, body = server_state.routes.get(self.path, (404, {}, b"not found"))
+            self.send_response(status)
+            for key, value in headers.items():
+                if key != "X-Omit-Length":
+                    self.send_header(key, value)
+            if "Content-Length" not in headers and "X-Omit-Length" not in headers:  # else: until close
+                self.send_header("Content-Length", str(len(body)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client stopped at its cap
+                self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server_state.routes["/room.jpg"] = (200, {"Content-Type": "image/jpeg"}, image_bytes(size=(80, 60)))
+    with loopback_server(Handler) as base:
+        server_state.base = base
+        yield server_state
+
+
+# --- nothing leaves the machine -------------------------------------------------------------------
+
+
+class OffLoopbackConnect(AssertionError):
+    pass
+
+
+def _is_loopback(address: object) -> bool:
+    if not isinstance(address, tuple):
+        return True  # AF_UNIX: a path, local by definition
+    try:
+        return ipaddress.ip_address(str(address[0]).split("%")[0]).is_loopback
+    except ValueError:
+        return False  # a name here would mean a resolution we do not control
+
+
+@pytest.fixture
+def _loopback_only(monkeypatch) -> list[object]:
+    """Fail any connect() to a non-loopback address (before it leaves the machine); records attempts."""
+    attempted: list[object] = []
+    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+    def connect(self, address):
+        if not _is_loopback(address):
+            attempted.append(address)
+            raise OffLoopbackConnect(f"test tried to connect to {address!r}")
+        return real_connect(self, address)
+
+    def connect_ex(self, address):
+        if not _is_loopback(address):
+            attempted.append(address)
+            raise OffLoopbackConnect(f"test tried to connect to {address!r}")
+        return real_connect_ex(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+    return attempted

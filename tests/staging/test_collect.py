@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from staging.collect import DownloadRefused, check_url, host_allowed
-
-from .conftest import attempts, drive
+from tests.fixtures.pipeline import attempts, drive
 
 
 @pytest.mark.parametrize(

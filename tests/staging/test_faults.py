@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
+from django.utils import timezone
 
 from replicate_emulator import Emulator
 from staging import services, sweeps
-from tests.waiting import wait_until
-
-from .conftest import attempts, drive, upload
+from staging.emulation import emulator_settings
+from tests.fixtures.photos import upload
+from tests.fixtures.pipeline import attempts, drive
+from tests.fixtures.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_429_waits_the_named_time_then_succeeds(pipeline, make_job):
+def test_429_waits_the_named_time_then_succeeds(pipeline, make_job, monkeypatch):
     pipeline.set_faults(create_429=1, throttle_reset_seconds=1)
     job = make_job()
     first, second = attempts(job)
@@ -24,7 +24,8 @@ def test_429_waits_the_named_time_then_succeeds(pipeline, make_job):
     assert second.state == "queued" and second.next_retry_at is not None
     assert (second.next_retry_at - first.finished_at).total_seconds() >= 0.9  # honours "~1s"
     assert sweeps.retry_due() == 0  # not due yet
-    time.sleep(1.05)
+    real_now, wait = timezone.now, second.next_retry_at - timezone.now()
+    monkeypatch.setattr(timezone, "now", lambda: real_now() + wait)  # the clock moves on to the named time
     assert drive(job) == "succeeded"
     assert pipeline.counters()["creates_total"] == 1  # the throttled request created nothing
 
@@ -87,17 +88,17 @@ def test_retries_are_bounded(pipeline, make_job, settings):
 def test_lost_webhooks_are_caught_by_the_poller(webhook_pipeline, make_job, settings):
     webhook_pipeline.set_faults(webhook_lost=10)
     job = make_job()
-    time.sleep(0.3)
+    [attempt] = attempts(job)
+    assert wait_until(lambda: webhook_pipeline.get_prediction(attempt.prediction_id)["status"] == "succeeded", 5)
+    assert webhook_pipeline.wait_for_webhooks()  # every message it had to send was sent or lost by now
     job.refresh_from_db()
     assert job.status == "running"  # no webhook came
     settings.STAGING_POLL_AFTER_SECONDS = 0
     assert drive(job) == "succeeded"
 
 
-def test_outputs_removed_before_collection_fail_with_a_clear_message(settings, make_job, monkeypatch):
-    emu = Emulator(api_token="r8_emulator_test", latency=0.05, retention_seconds=0.2).start()
-    try:
-        settings.REPLICATE_BASE_URL = emu.base_url
+def test_outputs_removed_before_collection_fail_with_a_clear_message(make_job):
+    with Emulator(api_token="r8_emulator_test", latency=0.05, retention_seconds=0.2) as emu, emulator_settings(emu):
         job = make_job()
         [attempt] = attempts(job)
         assert wait_until(lambda: emu.get_prediction(attempt.prediction_id)["data_removed"], 5)
@@ -105,8 +106,6 @@ def test_outputs_removed_before_collection_fail_with_a_clear_message(settings, m
         attempt.refresh_from_db()
         assert attempt.error_class == "permanent" and "data_removed" in attempt.error
         assert "Retry the job" in attempt.error
-    finally:
-        emu.stop()
 
 
 def test_deadline_cancels_at_replicate_and_fails(pipeline, make_job, settings):

@@ -10,9 +10,8 @@ from PIL import Image
 from models_config.registry import REGISTRY, OutputShape
 from staging import derivatives, selectors
 from staging.models import DerivativeKind, StagedImage, StagingJob
-from tests.waiting import wait_until
-
-from .conftest import attempts, drive
+from tests.fixtures.pipeline import attempts, drive
+from tests.fixtures.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

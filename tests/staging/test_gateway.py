@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from staging import gateway
+from staging.emulation import emulator_settings
 from staging.errors import (
     PERMANENT,
     TRANSIENT,
@@ -64,28 +65,22 @@ def test_missing_token_is_a_clear_configuration_error(settings):
         gateway.get_client()
 
 
-def test_bad_token_is_permanent_and_never_echoed(settings, emulator):
-    settings.REPLICATE_BASE_URL = emulator.base_url
-    settings.REPLICATE_API_TOKEN = "r8_wrong_secret_token"
-    with pytest.raises(GatewayError) as info:
+def test_bad_token_is_permanent_and_never_echoed(emulator):
+    with emulator_settings(emulator, REPLICATE_API_TOKEN="r8_wrong_secret_token"), pytest.raises(GatewayError) as info:
         gateway.create_prediction("qwen/qwen-image-edit", {"prompt": "x", "image": "https://x/y.jpg"}, None)
     assert info.value.status == 401 and not info.value.transient
     assert "r8_wrong_secret_token" not in str(info.value)
 
 
-def test_invalid_input_is_permanent_422(settings, emulator):
-    settings.REPLICATE_BASE_URL = emulator.base_url
-    settings.REPLICATE_API_TOKEN = emulator.api_token
-    with pytest.raises(GatewayError) as info:
+def test_invalid_input_is_permanent_422(emulator):
+    with emulator_settings(emulator), pytest.raises(GatewayError) as info:
         gateway.create_prediction("black-forest-labs/flux-kontext-pro", {"prompt": "x", "output_format": "webp"}, None)
     assert info.value.status == 422 and not info.value.transient and "422" in str(info.value)
 
 
-def test_429_carries_the_wait(settings, emulator):
-    settings.REPLICATE_BASE_URL = emulator.base_url
-    settings.REPLICATE_API_TOKEN = emulator.api_token
+def test_429_carries_the_wait(emulator):
     emulator.set_faults(create_429=1, throttle_reset_seconds=7)
-    with pytest.raises(GatewayError) as info:
+    with emulator_settings(emulator), pytest.raises(GatewayError) as info:
         gateway.create_prediction("qwen/qwen-image-edit", {"prompt": "x", "image": "https://x/y.jpg"}, None)
     assert info.value.transient and info.value.retry_after == 7
     assert emulator.counters()["creates_total"] == 0
@@ -102,10 +97,8 @@ def test_network_failures(settings):
     assert info.value.transient
 
 
-def test_webhook_secret_is_fetched_and_cached(settings, emulator):
-    settings.REPLICATE_BASE_URL = emulator.base_url
-    settings.REPLICATE_API_TOKEN = emulator.api_token
-    settings.REPLICATE_WEBHOOK_SECRET = ""
-    assert gateway.webhook_secret() == emulator.webhook_secret
-    settings.REPLICATE_WEBHOOK_SECRET = "whsec_configured"
-    assert gateway.webhook_secret() == "whsec_configured"
+def test_webhook_secret_is_fetched_and_cached(emulator):
+    with emulator_settings(emulator):  # no REPLICATE_WEBHOOK_SECRET: fetched from the API
+        assert gateway.webhook_secret() == emulator.webhook_secret
+    with emulator_settings(emulator, REPLICATE_WEBHOOK_SECRET="whsec_configured"):
+        assert gateway.webhook_secret() == "whsec_configured"

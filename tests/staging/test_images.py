@@ -13,8 +13,7 @@ from staging import services
 from staging.errors import ImageRejected, JobInputError
 from staging.images import check_upload
 from staging.models import Attempt, StagingJob
-
-from .conftest import image_bytes, upload
+from tests.fixtures.photos import image_bytes, upload
 
 
 def stored_files(settings) -> list[str]:

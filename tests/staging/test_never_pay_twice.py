@@ -12,9 +12,9 @@ from django_q.conf import Conf
 from models_config.registry import get_spec
 from staging import gateway, reconcile, services, sweeps, transitions
 from staging.models import Attempt, StagedImage, WebhookDelivery
-from tests.waiting import wait_until
-
-from .conftest import attempts, drive, image_bytes, upload
+from tests.fixtures.photos import image_bytes, upload
+from tests.fixtures.pipeline import attempts, drive
+from tests.fixtures.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -25,7 +25,7 @@ from django_q.models import Schedule
 
 from staging import schedules
 from staging.schedules import Cron, DailyAt, EveryMinutes, Recurring
-from tests.waiting import wait_until
+from tests.fixtures.waiting import wait_until
 
 TASKS = {"staging.tasks.poll_in_flight", "staging.tasks.enforce_deadlines", "staging.tasks.retry_due"}
 WRITE = re.compile(r"^\s*(INSERT|UPDATE|DELETE)\b", re.IGNORECASE)

@@ -9,8 +9,7 @@ import pytest
 
 from replicate_emulator.webhooks import secret_bytes, sign
 from staging.models import Attempt, WebhookDelivery
-
-from .conftest import attempts
+from tests.fixtures.pipeline import attempts
 
 pytestmark = pytest.mark.django_db(transaction=True)
 URL = "/webhooks/replicate/"

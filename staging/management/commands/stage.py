@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from models_config.builders import DEFAULT_ROOM_TYPE, DEFAULT_STYLE
 from models_config.registry import REGISTRY
 from staging import reprocessing, services
+from staging.emulation import emulator_settings
 from staging.errors import ImageRejected, JobInputError, ReplicateNotConfigured
 from staging.management.options import parse_config_option
 from staging.models import Attempt
@@ -75,8 +78,8 @@ class Command(BaseCommand):
         if not settings.REPLICATE_API_TOKEN and not options["emulator"]:
             raise CommandError(NO_TOKEN)
 
-        emulator, saved = _start_emulator(options["emulator_latency"]) if options["emulator"] else (None, {})
-        try:
+        with ExitStack() as stack:
+            emulator = stack.enter_context(_emulator(options["emulator_latency"])) if options["emulator"] else None
             if emulator is not None:
                 self.stdout.write(f"Using the bundled Replicate emulator at {emulator.base_url}")
             wait = options["wait"] or emulator is not None
@@ -90,11 +93,6 @@ class Command(BaseCommand):
                 job = self._create(path, options, override)
                 self.stdout.write(f"Job {job.pk} queued ({job.model_slug}); a running qcluster will process it.")
                 self.stdout.write(str(job.pk))
-        finally:
-            if emulator is not None:
-                emulator.stop()
-            for name, value in saved.items():  # matters when called in-process (call_command)
-                setattr(settings, name, value)
 
     def _create(self, path: Path, options: dict[str, Any], override: dict[str, Any] | None):
         try:
@@ -139,28 +137,18 @@ class Command(BaseCommand):
             self.stdout.write(stored)
 
 
-def _start_emulator(latency: float) -> tuple[Any, dict[str, Any]]:
-    """Start the emulator on a free loopback port and point this process's settings at it.
-
-    Returns the emulator and the previous values of the settings changed, to restore afterwards.
+@contextmanager
+def _emulator(latency: float) -> Iterator[Any]:
+    """The emulator on a free loopback port, this process's settings pointed at it while the command runs.
 
     Polling mode (no STAGING_PUBLIC_URL): no web server runs in this process to take webhooks or
-    serve the photo, so the photo goes through the emulator's Files API and the runner polls.
+    serve the photo, so the photo goes through the emulator's Files API and the runner polls. The
+    settings are restored on the way out, which matters when the command runs in-process (call_command).
     """
     from replicate_emulator import Emulator
 
-    emulator = Emulator(api_token="r8_emulator_" + secrets.token_hex(8), port=0, latency=latency).start()
-    hosts = list(settings.REPLICATE_OUTPUT_HOSTS)
-    if "127.0.0.1" not in hosts:
-        hosts.append("127.0.0.1")
-    values = {
-        "REPLICATE_API_TOKEN": emulator.api_token,
-        "REPLICATE_BASE_URL": emulator.base_url,
-        "REPLICATE_WEBHOOK_SECRET": "",
-        "STAGING_PUBLIC_URL": "",
-        "REPLICATE_OUTPUT_HOSTS": hosts,
-    }
-    saved = {name: getattr(settings, name) for name in values}
-    for name, value in values.items():
-        setattr(settings, name, value)
-    return emulator, saved
+    with (
+        Emulator(api_token="r8_emulator_" + secrets.token_hex(8), port=0, latency=latency) as emulator,
+        emulator_settings(emulator, STAGING_PUBLIC_URL=""),
+    ):
+        yield emulator

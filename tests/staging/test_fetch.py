@@ -8,9 +8,9 @@ import socket
 import pytest
 
 from staging import fetch
+from tests.fixtures.photos import image_bytes
 
-from .conftest import image_bytes
-
+pytestmark = pytest.mark.usefixtures("_loopback_only")  # see tests/staging/conftest.py
 PUBLIC = ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "::ffff:8.8.8.8", "2002:808:808::1"]
 NOT_PUBLIC = [
     "127.0.0.1",

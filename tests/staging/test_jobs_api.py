@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth.models import User
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
-from staging import derivatives, fetch, sweeps
+from models_config import services as config_services
+from staging import derivatives, fetch
 from staging.models import Attempt, DerivativeKind, StagedImage, StagingJob
+from tests.fixtures.photos import image_bytes, upload
+from tests.fixtures.pipeline import drive
 
-from .conftest import image_bytes
-
+pytestmark = pytest.mark.usefixtures("_loopback_only")  # see tests/staging/conftest.py
 URL = "/api/v1/jobs"
 MODEL = "flux-kontext-pro"
 JOB_KEYS = {
@@ -52,10 +52,6 @@ ATTEMPT_KEYS = {
 }
 
 
-def upload(data: bytes | None = None, name: str = "room.jpg") -> SimpleUploadedFile:
-    return SimpleUploadedFile(name, image_bytes() if data is None else data, content_type="image/jpeg")
-
-
 def post_upload(client: Client, **fields):
     fields.setdefault("image", upload())
     fields.setdefault("model", MODEL)
@@ -78,17 +74,12 @@ def locs(response) -> list[tuple]:
     return [tuple(error["loc"]) for error in detail]
 
 
-def drive(job_id: int, timeout: float = 10.0) -> str:
-    """Run the poller until the job is terminal, as the scheduled tick would."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        sweeps.poll_in_flight()
-        sweeps.retry_due()
-        status = StagingJob.objects.get(pk=job_id).status
-        if status in ("succeeded", "failed", "canceled"):
-            return status
-        time.sleep(0.05)
-    return StagingJob.objects.get(pk=job_id).status
+@pytest.fixture
+def pipeline(pipeline, settings):
+    """The shared pipeline settings, with image URLs held to public addresses and config rows stored."""
+    settings.STAGING_FETCH_ALLOW_PRIVATE = False
+    config_services.ensure_config_rows()
+    return pipeline
 
 
 @pytest.fixture

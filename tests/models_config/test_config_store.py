@@ -7,16 +7,17 @@ import logging
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import pytest
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.db import DatabaseError, connection
 
 from models_config import selectors, services
 from models_config.models import ModelConfig, ModelConfigVersion
 from models_config.registry import REGISTRY, get_spec
 from tests.fixtures.config_rows import forget_config_rows
+from tests.fixtures.users import make_staff
 
 pytestmark = pytest.mark.django_db
 SLUG = "flux-kontext-pro"
@@ -24,7 +25,7 @@ SLUG = "flux-kontext-pro"
 
 @pytest.fixture
 def staff(db):
-    return get_user_model().objects.create_user("editor", password="x", is_staff=True)
+    return make_staff("editor")
 
 
 def _corrupt_active_version(slug: str, raw_json: str) -> None:
@@ -189,7 +190,9 @@ def test_a_save_in_this_process_is_seen_at_once(staff, django_capture_on_commit_
 
 
 @pytest.mark.django_db(transaction=True)
-def test_an_activation_in_another_process_is_seen_within_a_second(subprocess_env, staff):
+def test_an_activation_in_another_process_is_seen_within_a_second(subprocess_env, staff, monkeypatch):
+    clock = SimpleNamespace(now=time.monotonic())  # the cache's clock: it moves only when this test says so
+    monkeypatch.setattr(selectors, "time", SimpleNamespace(monotonic=lambda: clock.now))
     services.ensure_config_rows()
     services.save_version(SLUG, {"seed": 2}, author=staff, comment="two")
     assert selectors.get_active_config(SLUG).version_number == 2
@@ -204,7 +207,7 @@ def test_an_activation_in_another_process_is_seen_within_a_second(subprocess_env
         timeout=60,
     )
     assert selectors.get_active_config(SLUG).version_number == 2  # still trusted from the cache
-    time.sleep(settings.MODELS_CONFIG_CACHE_SECONDS + 0.05)
+    clock.now += settings.MODELS_CONFIG_CACHE_SECONDS + 0.05
     assert selectors.get_active_config(SLUG).version_number == 1
 
 

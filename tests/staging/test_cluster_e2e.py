@@ -8,22 +8,20 @@ prediction (`emulator.creates_for_token(attempt.token) == 1`).
 from __future__ import annotations
 
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django_q.tasks import async_task
 from PIL import Image
 
 from models_config.registry import REGISTRY
 from staging import schedules, services
 from staging.models import Attempt, StagingJob
-from tests.waiting import wait_until
-
-from .conftest import jpeg
+from tests.fixtures.photos import upload
+from tests.fixtures.waiting import wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.django_db(transaction=True)]
 
 
 def _create(model: str) -> StagingJob:
-    return services.create_job(SimpleUploadedFile("room.jpg", jpeg(), content_type="image/jpeg"), model)
+    return services.create_job(upload(), model)
 
 
 def _all_succeeded(jobs: list[StagingJob]) -> bool:

@@ -1,12 +1,12 @@
 """A soak under faults: jobs over every model through a REAL qcluster, webhooks to the live server.
 
 Every fault the emulator knows is on at once, by probability with a fixed seed plus one of each up
-front (`soak_conftest.FAULTS`): failed predictions (E6716, transient), moderation (E005, permanent),
+front (`bench.scenarios.soak.FAULTS`): failed predictions (E6716, transient), moderation (E005, permanent),
 create 503 and 429, creates whose answer is lost, lost and duplicated webhooks, jittered latency.
-The DESIGN's targets must hold: every job ends terminal, every prediction Replicate reports
-succeeded has its outputs stored byte for byte, no attempt token creates twice and every create is
-known to an attempt, moderation fails the job with a clear reason and no retry, transient failures
-retry (a 429 after its named wait). `pytest -s` prints the summary.
+The promises of docs/architecture.md#never-pay-twice must hold: every job ends terminal, every
+prediction Replicate reports succeeded has its outputs stored byte for byte, no attempt token creates
+twice and every create is known to an attempt, moderation fails the job with a clear reason and no
+retry, transient failures retry (a 429 after its named wait). `pytest -s` prints the summary.
 
 Sizes: SOAK_TEST_JOBS (default 24), SOAK_TICK_SECONDS (default 3; 0 relies on django-q's own
 30 s scheduler loop alone, then allow the 150 s bound), SOAK_SEED.
@@ -20,12 +20,11 @@ from collections.abc import Iterator
 import pytest
 from django.utils import timezone
 
+from bench.scenarios import soak
 from replicate_emulator import Emulator
 from staging import schedules
 from tests.fixtures.emulator import EMULATOR_TOKEN
-
-from . import soak_conftest as soak
-from .conftest import jpeg
+from tests.fixtures.photos import image_bytes
 
 pytestmark = [pytest.mark.cluster, pytest.mark.django_db(transaction=True)]
 
@@ -37,11 +36,8 @@ TIMEOUT = 150.0
 @pytest.fixture
 def emulator() -> Iterator[Emulator]:
     """Overrides the shared `emulator` (which `qcluster` builds on): seeded and jittered, for the soak."""
-    emu = soak.make_emulator(EMULATOR_TOKEN).start()
-    try:
+    with soak.make_emulator(EMULATOR_TOKEN) as emu:
         yield emu
-    finally:
-        emu.stop()
 
 
 def test_soak_under_faults(settings, emulator: Emulator, qcluster) -> None:
@@ -52,7 +48,7 @@ def test_soak_under_faults(settings, emulator: Emulator, qcluster) -> None:
     schedules.ensure_schedules()
     emulator.set_faults(**soak.FAULTS)
     since = timezone.now()
-    job_ids = soak.create_jobs(JOBS, jpeg())
+    job_ids = soak.create_jobs(JOBS, image_bytes())
 
     qcluster.start()
     elapsed = soak.wait_terminal(job_ids, TIMEOUT, TICK_SECONDS)

@@ -1,8 +1,8 @@
-"""The soak under faults, shared by `test_soak.py` and `bench/soak.py`: the scenario and its invariants.
+"""The soak under faults, shared by `tests/staging/test_soak.py` and `bench/soak.py`: the scenario and its invariants.
 
-One module for both, so the test and the benchmark prove the same promises (DESIGN.md "Targets" and
-"Never pay twice") against the same fault mix; they differ only in size and in how they report. No
-pytest here: the benchmark imports it too.
+One module for both, so the test and the benchmark prove the same promises (docs/architecture.md#never-pay-twice)
+against the same fault mix; they differ only in size and in how they report. No pytest here: the
+benchmark imports it too.
 
 Why a "tick": django-q2 runs schedules from a 30 s loop and ours are once a minute, so a lost webhook
 or a 429's wait would cost a minute or more each. The driver enqueues the scheduled task functions
@@ -31,6 +31,7 @@ from replicate_emulator.faults import E005
 from replicate_emulator.store import attempt_token
 from staging import services
 from staging.models import Attempt, StagingJob
+from tests.fixtures.waiting import wait_until
 
 SEED = int(os.environ.get("SOAK_SEED", "20261124"))  # the dice are fixed; thread timing still varies the order
 LATENCY, JITTER = 0.3, 0.7  # each prediction takes 0.3-1.0 s
@@ -102,14 +103,17 @@ def wait_terminal(job_ids: list[int], timeout: float, tick_every: float) -> floa
     """Seconds until every attempt of the jobs is terminal (None on timeout), ticking every `tick_every` s."""
     began = time.monotonic()
     next_tick = began + tick_every
-    while time.monotonic() - began < timeout:
+
+    def settled() -> bool:
+        nonlocal next_tick
         if open_jobs(job_ids) == 0:
-            return time.monotonic() - began
+            return True
         if tick_every > 0 and time.monotonic() >= next_tick:
             tick()
             next_tick = time.monotonic() + tick_every
-        time.sleep(0.2)
-    return None
+        return False
+
+    return time.monotonic() - began if wait_until(settled, timeout, step=0.2) else None
 
 
 @dataclass

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from tests.waiting import wait_until
+from tests.fixtures.waiting import wait_until
 
 pytestmark = pytest.mark.cluster
 
