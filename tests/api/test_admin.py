@@ -8,8 +8,7 @@ import pytest
 from django.test import Client
 
 from api.models import ApiToken
-
-from .conftest import logged_in
+from tests.fixtures.users import logged_in
 
 pytestmark = pytest.mark.django_db
 

@@ -11,8 +11,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from api.models import ApiToken
-
-from .conftest import logged_in
+from tests.fixtures.users import logged_in
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.api.urls")]
 

@@ -19,8 +19,9 @@ from models_config.management import create_config_rows
 from models_config.models import ModelConfig, ModelConfigVersion
 from models_config.registry import REGISTRY
 from tests.fixtures.config_rows import forget_config_rows
+from tests.fixtures.users import logged_in
 
-from .conftest import SLUG, logged_in
+from .conftest import SLUG
 
 pytestmark = pytest.mark.django_db
 

@@ -15,8 +15,8 @@ from PIL import Image
 
 from staging import collect, derivatives, selectors
 from staging.models import Attempt, Derivative, DerivativeKind, StagedImage, StagingJob
-
-from .conftest import attempts, drive, image_bytes
+from tests.fixtures.photos import image_bytes
+from tests.fixtures.pipeline import attempts, drive
 
 THUMB = DerivativeKind.THUMBNAIL
 

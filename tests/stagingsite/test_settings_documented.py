@@ -16,8 +16,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(settings.BASE_DIR)
 # The Django service's packages. The standalone emulator (`replicate_emulator/`) has its own
 # command-line flags and `--help`; bench/ and tests/ are not the service.
 SERVICE_PACKAGES = ("stagingsite", "models_config", "staging", "api")

@@ -9,7 +9,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from django.conf import settings
+
+ROOT = Path(settings.BASE_DIR)
 SKIP = {".venv", ".git", "node_modules", "media", "staticfiles", "__pycache__"}
 SOURCES = (".py", ".md", ".html", ".txt", ".toml")
 # A docs file with an optional anchor, cited anywhere; inside docs/ also relative Markdown links.
