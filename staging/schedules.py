@@ -123,6 +123,7 @@ SCHEDULES: tuple[Recurring, ...] = (
     Recurring("staging: poll in-flight predictions", "staging.tasks.poll_in_flight", EveryMinutes(1)),
     Recurring("staging: enforce attempt deadlines", "staging.tasks.enforce_deadlines", EveryMinutes(1)),
     Recurring("staging: start due retries", "staging.tasks.retry_due", EveryMinutes(1)),
+    Recurring("staging: purge expired data", "staging.tasks.purge", DailyAt("03:30")),
 )
 
 

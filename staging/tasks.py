@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from . import collect, reconcile, services, sweeps
+from . import collect, reconcile, retention, services, sweeps
 
 
 def submit_attempt(attempt_id: int) -> None:
@@ -38,3 +38,7 @@ def enforce_deadlines() -> int:
 
 def retry_due() -> int:
     return sweeps.retry_due()
+
+
+def purge() -> str:
+    return str(retention.purge())

@@ -162,6 +162,12 @@ STAGING_POLL_WINDOW_SECONDS = env.float("STAGING_POLL_WINDOW_SECONDS", default=4
 STAGING_RECONCILE_AFTER_SECONDS = env.int("STAGING_RECONCILE_AFTER_SECONDS", default=90)
 # Attempts handled per scheduler tick (keeps one tick well inside Replicate's request rate limit).
 STAGING_POLL_BATCH = env.int("STAGING_POLL_BATCH", default=200)
+# Retention (staging/retention.py, the daily purge): days to keep staged outputs (unset: forever; originals
+# stay while their job exists), webhook deliveries and queue task results; rows deleted per batch.
+STAGING_RETENTION_DAYS = env.float("STAGING_RETENTION_DAYS", default=None)
+STAGING_WEBHOOK_RETENTION_DAYS = env.float("STAGING_WEBHOOK_RETENTION_DAYS", default=7.0)
+STAGING_TASK_RESULT_RETENTION_DAYS = env.float("STAGING_TASK_RESULT_RETENTION_DAYS", default=7.0)
+STAGING_PURGE_BATCH = env.int("STAGING_PURGE_BATCH", default=500)
 
 # --- Configuration cache ---------------------------------------------------------------------
 # How long a process trusts its cached active config before re-checking the database.

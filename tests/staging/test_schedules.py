@@ -27,7 +27,7 @@ from staging import schedules
 from staging.schedules import Cron, DailyAt, EveryMinutes, Recurring
 from tests.fixtures.waiting import wait_until
 
-TASKS = {"staging.tasks.poll_in_flight", "staging.tasks.enforce_deadlines", "staging.tasks.retry_due"}
+TICKS = {"staging.tasks.poll_in_flight", "staging.tasks.enforce_deadlines", "staging.tasks.retry_due"}
 WRITE = re.compile(r"^\s*(INSERT|UPDATE|DELETE)\b", re.IGNORECASE)
 NOW = datetime(2026, 3, 14, 12, 0, tzinfo=UTC)  # a Saturday
 
@@ -44,10 +44,15 @@ def rows() -> dict[str, tuple]:
 
 
 def assert_the_declared_schedules() -> None:
-    stored = Schedule.objects.filter(name__startswith=schedules.PREFIX)
-    assert stored.count() == len(schedules.SCHEDULES) == 3
-    assert {s.func for s in stored} == TASKS
-    assert all((s.schedule_type, s.minutes, s.repeats) == (Schedule.MINUTES, 1, -1) for s in stored)
+    stored = {s.name: s for s in Schedule.objects.filter(name__startswith=schedules.PREFIX)}
+    assert set(stored) == {declared.name for declared in schedules.SCHEDULES}
+    for declared in schedules.SCHEDULES:
+        row = stored[declared.name]
+        assert (row.func, row.repeats) == (declared.func, -1) and declared.when.matches(row)
+    ticks = [s for s in stored.values() if s.func in TICKS]
+    assert len(ticks) == 3 and all((s.schedule_type, s.minutes) == (Schedule.MINUTES, 1) for s in ticks)
+    purge = stored["staging: purge expired data"]
+    assert (purge.func, purge.schedule_type) == ("staging.tasks.purge", Schedule.DAILY)
 
 
 @pytest.mark.django_db
@@ -77,17 +82,17 @@ def test_migrating_twice_changes_nothing():
 @pytest.mark.django_db
 def test_ensure_schedules_is_idempotent():
     schedules.ensure_schedules()
-    Schedule.objects.filter(name__startswith="staging:").update(minutes=30)
+    Schedule.objects.filter(func__in=TICKS).update(minutes=30)
     ensured = schedules.ensure_schedules()
-    assert Schedule.objects.filter(name__startswith="staging:").count() == len(schedules.SCHEDULES) == 3
-    assert {s.func for s in ensured} == TASKS
-    assert all(s.minutes == 1 and s.schedule_type == Schedule.MINUTES for s in Schedule.objects.all())
+    assert Schedule.objects.filter(name__startswith="staging:").count() == len(schedules.SCHEDULES)
+    assert {s.func for s in ensured} == {declared.func for declared in schedules.SCHEDULES}
+    assert_the_declared_schedules()
 
 
 @pytest.mark.django_db
 def test_a_changed_declaration_updates_its_row_on_the_next_migrate_and_a_removed_one_goes(monkeypatch):
     Schedule.objects.create(name="someone's own", func="staging.tasks.retry_due", schedule_type=Schedule.HOURLY)
-    poll, deadlines, _retries = schedules.SCHEDULES
+    poll, deadlines, _retries = schedules.SCHEDULES[:3]
     kept_next_run = Schedule.objects.get(name=deadlines.name).next_run
     changed = Recurring(poll.name, poll.func, EveryMinutes(5))
     added = Recurring("staging: purge old outputs", "staging.tasks.retry_due", DailyAt("03:30"))
@@ -232,7 +237,8 @@ def test_qcluster_started_without_schedules_warns_once_naming_the_fix(subprocess
     Schedule.objects.all().delete()  # committed, so the child sees it (the flush afterwards brings them back)
     with qcluster_output(subprocess_env, tmp_path / "qcluster.log") as output:
         assert output().count(WARNING) == 1, output()
-        assert "3 of 3 queue schedules are missing" in output()
+        n = len(schedules.SCHEDULES)
+        assert f"{n} of {n} queue schedules are missing" in output()
 
 
 @pytest.mark.cluster
