@@ -12,7 +12,7 @@ import secrets
 import uuid
 
 from django.db import models
-from django.db.models import Case, CharField, OuterRef, Q, Subquery, Value, When
+from django.db.models import Case, CharField, Exists, OuterRef, Q, Subquery, Value, When
 
 from models_config.builders import DEFAULT_ROOM_TYPE, DEFAULT_STYLE
 
@@ -58,7 +58,9 @@ class StagingJobQuerySet(models.QuerySet):
         latest_state = Subquery(Attempt.objects.filter(job=OuterRef("pk")).order_by("-number").values("state")[:1])
         return self.annotate(
             latest_state=latest_state,
+            has_output=Exists(StagedImage.objects.filter(attempt__job=OuterRef("pk"))),
             derived_status=Case(
+                When(latest_state__in=Attempt.UNDELIVERED, has_output=True, then=Value(JobStatus.SUCCEEDED)),
                 When(latest_state__in=Attempt.TERMINAL, then="latest_state"),
                 When(latest_state__in=Attempt.RUNNING, then=Value(JobStatus.RUNNING)),
                 default=Value(JobStatus.QUEUED),
@@ -106,7 +108,10 @@ class StagingJob(models.Model):
         One query per call: for lists use `StagingJob.objects.with_status()` and its `derived_status`.
         """
         attempt = self.latest_attempt
-        return JobStatus.QUEUED if attempt is None else Attempt.job_status_of(attempt.state)
+        if attempt is None:
+            return JobStatus.QUEUED
+        has_output = attempt.state in Attempt.UNDELIVERED and StagedImage.objects.filter(attempt__job=self).exists()
+        return Attempt.job_status_of(attempt.state, has_output=has_output)
 
     @property
     def sent_photo(self):
@@ -144,6 +149,7 @@ class Attempt(models.Model):
     TERMINAL = (State.SUCCEEDED, State.FAILED, State.CANCELED)
     IN_FLIGHT = (State.SUBMITTED, State.PROCESSING)  # a prediction runs at Replicate
     RUNNING = (State.SUBMITTING, *IN_FLIGHT, State.COLLECTING)  # the job shows as running
+    UNDELIVERED = (State.FAILED, State.CANCELED)  # ended without outputs of its own
 
     job = models.ForeignKey(StagingJob, on_delete=models.CASCADE, related_name="attempts")
     number = models.PositiveIntegerField()
@@ -192,8 +198,14 @@ class Attempt(models.Model):
         return self.state in self.TERMINAL
 
     @staticmethod
-    def job_status_of(state: str) -> str:
-        """A job's status from its latest attempt's state (SQL twin: `StagingJobQuerySet.with_status`)."""
+    def job_status_of(state: str, *, has_output: bool = False) -> str:
+        """A job's status from its latest attempt's state (SQL twin: `StagingJobQuerySet.with_status`).
+
+        A job with a stored output stays succeeded when a later reprocess fails or is canceled: what was
+        delivered still stands, and that attempt's failure is shown beside it, not instead of it.
+        """
+        if state in Attempt.UNDELIVERED and has_output:
+            return JobStatus.SUCCEEDED
         if state in Attempt.TERMINAL:
             return JobStatus(state)
         if state in Attempt.RUNNING:

@@ -170,8 +170,10 @@ def run_job(
     interval: float = 0.5,
     on_change: Callable[[Attempt], None] | None = None,
 ) -> Outcome:
-    """Drive the job's latest attempt (and the retries it schedules) until the job is finished.
+    """Drive the job's latest attempt (and the retries it schedules) until the latest attempt ends.
 
+    The outcome is that of the attempt, not of the job: a reprocess that failed reports failed even
+    though the job keeps showing the output an earlier attempt delivered.
     `on_change` is called with the attempt each time the (attempt number, state) pair changes.
     """
     deadline = time.monotonic() + timeout
@@ -184,11 +186,13 @@ def run_job(
                 if on_change:
                     on_change(attempt)
             job = selectors.get_job(job_id)
-            if job.status in REPROCESSABLE:
-                paths = stored_paths(job) if job.status == JobStatus.SUCCEEDED else []
-                return Outcome(job=job, status=job.status, attempt=attempt, paths=paths)
+            if attempt is not None and attempt.is_terminal:
+                status = Attempt.job_status_of(attempt.state)
+                paths = stored_paths(job) if status == JobStatus.SUCCEEDED else []
+                return Outcome(job=job, status=status, attempt=attempt, paths=paths)
             if time.monotonic() >= deadline:
-                return Outcome(job=job, status=job.status, attempt=attempt, timed_out=True)
+                status = Attempt.job_status_of(attempt.state) if attempt else JobStatus.QUEUED
+                return Outcome(job=job, status=status, attempt=attempt, timed_out=True)
             if attempt is not None:
                 sweeps.advance(attempt, inline=True)
                 fresh = Attempt.objects.get(pk=attempt.pk)

@@ -13,6 +13,7 @@ from django.core.management import CommandError, call_command
 from PIL import Image
 
 from staging.models import Attempt, StagingJob
+from tests.fixtures.pipeline import drive
 
 from .conftest import MANAGE
 
@@ -190,3 +191,23 @@ def test_reprocess_refuses_without_tty_unless_yes(emulated, make_job, monkeypatc
     with pytest.raises(CommandError, match="pass --yes"):
         run("reprocess", str(job.pk))
     assert job.attempts.count() == 1
+
+
+def test_a_failed_reprocess_never_shows_a_delivered_job_as_failed(emulated, make_job) -> None:
+    job = make_job()
+    assert drive(job) == "succeeded"
+    emulated.set_faults(moderate=1)  # the reprocess is flagged: a permanent failure
+    with pytest.raises(CommandError, match="did not succeed"):
+        run("reprocess", str(job.pk), "--yes", "--wait")
+    first, second = job.attempts.order_by("number")
+    assert (first.state, second.state) == ("succeeded", "failed") and "E005" in second.error
+    assert StagingJob.objects.get(pk=job.pk).status == "succeeded"  # what was delivered still stands
+    assert StagingJob.objects.with_status().get(pk=job.pk).derived_status == "succeeded"
+    assert not StagingJob.objects.with_status().filter(pk=job.pk, derived_status="failed").exists()
+
+
+def test_a_job_whose_only_attempt_failed_is_failed(emulated, make_job) -> None:
+    emulated.set_faults(moderate=1)
+    job = make_job()
+    assert drive(job) == "failed"
+    assert StagingJob.objects.with_status().get(pk=job.pk).derived_status == "failed"
