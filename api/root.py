@@ -11,6 +11,7 @@ from ninja import NinjaAPI
 
 from models_config.api import router as models_config_router
 from staging.api import router as jobs_router
+from staging.metrics_api import router as metrics_router
 
 from . import errors
 from .auth import api_auth
@@ -18,4 +19,5 @@ from .auth import api_auth
 api = NinjaAPI(urls_namespace="api", title="Virtual staging API", version="1", auth=api_auth())
 errors.install(api)
 api.add_router("/admin/models/", models_config_router)
+api.add_router("/admin/models/", metrics_router)
 api.add_router("/jobs", jobs_router)
