@@ -168,6 +168,8 @@ STAGING_RETENTION_DAYS = env.float("STAGING_RETENTION_DAYS", default=None)
 STAGING_WEBHOOK_RETENTION_DAYS = env.float("STAGING_WEBHOOK_RETENTION_DAYS", default=7.0)
 STAGING_TASK_RESULT_RETENTION_DAYS = env.float("STAGING_TASK_RESULT_RETENTION_DAYS", default=7.0)
 STAGING_PURGE_BATCH = env.int("STAGING_PURGE_BATCH", default=500)
+# Bearer token for /metrics (Prometheus); unset: staff sessions only.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 # --- Configuration cache ---------------------------------------------------------------------
 # How long a process trusts its cached active config before re-checking the database.

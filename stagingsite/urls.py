@@ -5,12 +5,14 @@ from django.conf.urls.static import static
 from django.contrib import admin
 from django.urls import include, path
 
+from staging.prometheus import metrics_view
 from staging.webhooks import replicate_webhook
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("api.urls")),
     path("webhooks/replicate/", replicate_webhook, name="replicate-webhook"),
+    path("metrics", metrics_view, name="metrics"),
 ]
 
 if settings.DEBUG:

@@ -1,0 +1,78 @@
+"""`/metrics` in Prometheus text: the pipeline's counters, read from the database at each scrape.
+
+Counting in the database instead of in-process counters keeps the figures right with several web and
+queue processes on several hosts (no multiprocess directory to share) and across restarts; a scrape
+costs a handful of grouped queries. Access: `Authorization: Bearer $METRICS_TOKEN`, or a staff session.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterator
+
+from django.conf import settings
+from django.db.models import Count, Q, Sum
+from django.http import HttpRequest, HttpResponse
+from django_q.models import OrmQ
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from .models import Attempt
+
+S = Attempt.State
+
+
+class PipelineCollector(Collector):
+    def collect(self) -> Iterator[Metric]:
+        created = CounterMetricFamily(
+            "staging_predictions_created", "Predictions created at Replicate (paid attempts).", labels=["model"]
+        )
+        finished = CounterMetricFamily(
+            "staging_attempts_finished",
+            "Attempts that ended, by outcome and error class.",
+            labels=["model", "outcome", "error_class"],
+        )
+        in_flight = GaugeMetricFamily(
+            "staging_attempts_in_flight", "Attempts between claim and stored outputs.", labels=["model"]
+        )
+        spend = CounterMetricFamily("staging_spend_usd", "USD spent on succeeded attempts.", labels=["model"])
+        rows = Attempt.objects.values("job__model_slug").annotate(
+            created=Count("pk", filter=Q(prediction_id__isnull=False)),
+            in_flight=Count("pk", filter=Q(state__in=Attempt.RUNNING)),
+            spend=Sum("cost"),
+        )
+        for row in rows.order_by("job__model_slug"):
+            model = row["job__model_slug"]
+            created.add_metric([model], row["created"])
+            in_flight.add_metric([model], row["in_flight"])
+            spend.add_metric([model], float(row["spend"] or 0))
+        outcomes = (
+            Attempt.objects.filter(state__in=Attempt.TERMINAL)
+            .values("job__model_slug", "state", "error_class")
+            .annotate(n=Count("pk"))
+            .order_by("job__model_slug", "state", "error_class")
+        )
+        for row in outcomes:
+            finished.add_metric([row["job__model_slug"], row["state"], row["error_class"] or "none"], row["n"])
+        queue = GaugeMetricFamily("staging_queue_depth", "Tasks waiting in the django-q2 queue.")
+        queue.add_metric([], OrmQ.objects.count())
+        yield from (created, finished, in_flight, spend, queue)
+
+
+def allowed(request: HttpRequest) -> bool:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if settings.METRICS_TOKEN and scheme.lower() == "bearer":
+        return hmac.compare_digest(token.strip().encode(), settings.METRICS_TOKEN.encode())
+    user = getattr(request, "user", None)
+    return bool(user and user.is_active and user.is_staff)
+
+
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    if not allowed(request):
+        return HttpResponse(
+            "Send Authorization: Bearer <METRICS_TOKEN>, or log in as staff.\n", status=401, content_type="text/plain"
+        )
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(PipelineCollector())
+    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
