@@ -135,6 +135,11 @@ REPLICATE_OUTPUT_HOSTS = env.list("REPLICATE_OUTPUT_HOSTS", default=_default_out
 # Uploads: byte cap and pixel cap (decompression-bomb guard, checked before the full decode).
 STAGING_MAX_UPLOAD_BYTES = env.int("STAGING_MAX_UPLOAD_BYTES", default=25 * 1024 * 1024)
 STAGING_MAX_IMAGE_PIXELS = env.int("STAGING_MAX_IMAGE_PIXELS", default=40_000_000)
+# Memory of one decode: width x height x bytes per pixel (16-bit samples and alpha count), checked from
+# the header like the pixel cap; 160 MB holds 40 MP at 4 bytes, what Pillow keeps per 8-bit RGB(A) pixel.
+STAGING_MAX_DECODE_BYTES = env.int("STAGING_MAX_DECODE_BYTES", default=160 * 1024 * 1024)
+# Images decoded at once per process (a semaphore); the others wait their turn (staging/images.py).
+STAGING_MAX_CONCURRENT_DECODES = env.int("STAGING_MAX_CONCURRENT_DECODES", default=2)
 # Let the jobs API fetch `image_url`s on loopback/private addresses (staging/fetch.py's SSRF check off):
 # for tests and local demos only, never in production.
 STAGING_FETCH_ALLOW_PRIVATE = env.bool("STAGING_FETCH_ALLOW_PRIVATE", default=False)
