@@ -122,10 +122,17 @@ STAGING_PUBLIC_URL = env.str("STAGING_PUBLIC_URL", default="").rstrip("/")
 
 
 def _default_output_hosts() -> list[str]:
+    """Replicate's file hosts (https on 443), plus the emulator's exact origin when the API is not Replicate's.
+
+    The emulator serves its outputs itself, over plain http: its scheme, host and port are pinned, so
+    no other port of that host (the database, the admin) can be named by an output URL.
+    """
     hosts = ["replicate.delivery", "*.replicate.delivery"]
-    api_host = urlsplit(REPLICATE_BASE_URL).hostname or ""
-    if api_host and api_host != "api.replicate.com":
-        hosts.append(api_host)  # the emulator serves its outputs from its own host
+    api = urlsplit(REPLICATE_BASE_URL)
+    if api.hostname and api.hostname != "api.replicate.com":
+        port = api.port or {"http": 80, "https": 443}.get(api.scheme, 443)
+        host = f"[{api.hostname}]" if ":" in api.hostname else api.hostname
+        hosts.append(f"{api.scheme}://{host}:{port}")
     return hosts
 
 
