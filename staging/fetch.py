@@ -34,6 +34,8 @@ The URL comes from outside, so anything it names could be ours: the metadata ser
    hop's timeouts are what is left of it, and a timer shuts the hop's socket when it passes, so a
    server that drips header or body bytes slowly cannot stretch any read beyond it either.
 
+The rules for operators: docs/operations.md#image-urls.
+
 `STAGING_FETCH_ALLOW_PRIVATE` (default False) turns step 2's address check off, for tests and
 local development that serve photos from 127.0.0.1. Never set it in production.
 """
