@@ -7,7 +7,7 @@ import os
 import sys
 import tempfile
 
-BENCHMARKS = ["config_read", "pipeline", "soak"]
+BENCHMARKS = ["config_read", "pipeline", "soak", "memory"]
 
 
 def main(argv: list[str]) -> int:

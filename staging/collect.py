@@ -1,8 +1,10 @@
 """Copying a succeeded prediction's outputs into our storage, before Replicate deletes them (1 h).
 
-Downloads are refused unless the URL's host is on `REPLICATE_OUTPUT_HOSTS` (`*.` wildcards) and the
-scheme is https (plain http only for the configured emulator host); redirects are followed by hand so
-each hop is checked; bodies are capped while streaming and must decode as an image.
+Downloads are refused unless `REPLICATE_OUTPUT_HOSTS` allows the URL's scheme, host and port: an entry
+`host` (or `*.domain`) allows https on port 443 only; an entry `scheme://host:port` (the emulator's,
+added by default when `REPLICATE_BASE_URL` is not Replicate's) allows exactly that origin, so plain http
+to one host never opens its other ports. Redirects are followed by hand so each hop is checked; bodies
+are capped while streaming and must decode as an image.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import functools
 import hashlib
 import logging
 import ssl
+from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -41,31 +44,70 @@ class DownloadFailed(Exception):
         self.status = status
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+@dataclass(frozen=True)
+class AllowedOrigin:
+    """One `REPLICATE_OUTPUT_HOSTS` entry: a host pattern (`*.` wildcard) with the scheme and port it allows."""
+
+    host: str
+    scheme: str = "https"
+    port: int = 443
+
+    @classmethod
+    def parse(cls, entry: str) -> AllowedOrigin | None:
+        entry = entry.strip().lower()
+        if not entry:
+            return None
+        if "://" not in entry and not entry.startswith("*.") and entry.count(":") == 1:
+            entry = f"https://{entry}"  # host:port, https implied
+        if "://" not in entry:
+            return cls(host=entry.rstrip("."))
+        try:
+            parts = urlsplit(entry)
+            port = parts.port or DEFAULT_PORTS.get(parts.scheme)
+        except ValueError:
+            return None
+        if parts.scheme not in DEFAULT_PORTS or not parts.hostname or port is None:
+            return None
+        return cls(host=parts.hostname.rstrip("."), scheme=parts.scheme, port=port)
+
+    def matches_host(self, host: str) -> bool:
+        if self.host.startswith("*."):
+            return host.endswith(self.host[1:]) and host != self.host[2:]
+        return host == self.host
+
+
+def allowed_origins() -> list[AllowedOrigin]:
+    return [origin for entry in settings.REPLICATE_OUTPUT_HOSTS if (origin := AllowedOrigin.parse(entry))]
+
+
 def host_allowed(host: str) -> bool:
+    """Whether any entry names this host (whatever scheme and port it allows)."""
     host = (host or "").lower().rstrip(".")
-    for pattern in settings.REPLICATE_OUTPUT_HOSTS:
-        pattern = pattern.strip().lower()
-        if pattern.startswith("*."):
-            if host.endswith(pattern[1:]) and host != pattern[2:]:
-                return True
-        elif host == pattern:
-            return True
-    return False
-
-
-def _emulator_host() -> str | None:
-    """The API host when it is plain http and not Replicate's (the local emulator)."""
-    parts = urlsplit(settings.REPLICATE_BASE_URL)
-    return parts.hostname if parts.scheme == "http" and parts.hostname != "api.replicate.com" else None
+    return bool(host) and any(origin.matches_host(host) for origin in allowed_origins())
 
 
 def check_url(url: str) -> None:
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if not host_allowed(host):
+    """Refuse an output URL whose scheme, host and port no `REPLICATE_OUTPUT_HOSTS` entry allows."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise DownloadRefused("Output URL is not a valid URL.") from None
+    host = (parts.hostname or "").lower().rstrip(".")
+    scheme = parts.scheme.lower()
+    port = port or DEFAULT_PORTS.get(scheme)
+    listed = [origin for origin in allowed_origins() if host and origin.matches_host(host)]
+    if not listed:
         raise DownloadRefused(f"output host {host or '(none)'!r} is not in REPLICATE_OUTPUT_HOSTS")
-    if parts.scheme != "https" and not (parts.scheme == "http" and host == _emulator_host()):
-        raise DownloadRefused(f"Output URL must use https (got {parts.scheme!r} for {host}).")
+    if not any(origin.scheme == scheme and origin.port == port for origin in listed):
+        allowed = ", ".join(sorted({f"{o.scheme}://{host}:{o.port}" for o in listed}))
+        raise DownloadRefused(
+            f"Output URL {scheme}://{host}:{port} is not allowed: REPLICATE_OUTPUT_HOSTS allows only {allowed} "
+            "for this host (a plain host entry means https on port 443)."
+        )
 
 
 @functools.cache

@@ -1,10 +1,10 @@
 """Pointing this service at a Replicate emulator: one place for `stage --emulator`, the bench and the tests.
 
 Four settings make the switch (the token, the API base URL, no configured webhook secret so that the
-emulator's own is fetched from its API, and the emulator's host among the output hosts, since it serves
-the outputs itself); they are set together and undone together. Nothing else needs telling: the
-gateway's per-thread client and its webhook-secret cache are keyed by the token and base URL, so they
-follow the settings, and the config cache does not depend on them.
+emulator's own is fetched from its API, and the emulator's origin, scheme, host and port, among the
+output hosts, since it serves the outputs itself); they are set together and undone together. Nothing
+else needs telling: the gateway's per-thread client and its webhook-secret cache are keyed by the token
+and base URL, so they follow the settings, and the config cache does not depend on them.
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ if TYPE_CHECKING:
 def emulator_values(emulator: Emulator, **extra: Any) -> dict[str, Any]:
     """The settings that point this service at `emulator`, plus `extra` (which wins)."""
     hosts = list(settings.REPLICATE_OUTPUT_HOSTS)
-    host = urlsplit(emulator.base_url).hostname or ""
-    if host not in hosts:
-        hosts.append(host)
+    parts = urlsplit(emulator.base_url)
+    origin = f"{parts.scheme}://{parts.netloc}"  # scheme, host and port pinned (staging/collect.py)
+    if origin not in hosts:
+        hosts.append(origin)
     return {
         "REPLICATE_API_TOKEN": emulator.api_token,
         "REPLICATE_BASE_URL": emulator.base_url,

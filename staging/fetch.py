@@ -3,12 +3,21 @@
 The URL comes from outside, so anything it names could be ours: the metadata service at
 169.254.169.254, the database on 10.x, the admin on 127.0.0.1. The defences, in order:
 
-1. **Scheme and shape.** Only `http`/`https`, a host is required, credentials in the URL are refused.
+1. **Scheme and shape.** Only `http`/`https`, a host is required, credentials in the URL are refused,
+   and so is a control character anywhere in it (`httpx` would refuse it later, and two URL parsers
+   must never disagree about what the URL names).
 2. **Resolve once, vet every address.** The host is resolved with `getaddrinfo`; if *any* answer is
-   loopback, private, link-local, multicast, reserved, unspecified or otherwise not globally
-   routable (IPv4 and IPv6; IPv4-mapped, 6to4, Teredo and NAT64 addresses are unwrapped and their
-   embedded IPv4 checked too), the URL is refused before any connection is attempted. Refusing on
-   any bad answer (not just skipping it) keeps a half-poisoned name from being used at all.
+   not globally routable, the URL is refused before any connection is attempted. "Globally routable"
+   is `ipaddress`'s `is_global`, which already refuses loopback, private, link-local, carrier-grade
+   NAT, unspecified, documentation and benchmarking ranges, plus the cases it lets through (Python
+   3.11): every multicast address, IPv6 site-local `fec0::/10`, the 6to4 relay anycast
+   `192.88.99.0/24`, and the special-purpose IPv6 blocks `64:ff9b:1::/48` (local-use NAT64),
+   `5f00::/16` (SRv6), `100:0:0:1::/64` (dummy prefix) and `3fff::/20` (documentation), listed in
+   `NOT_GLOBAL` so the answer does not depend on the Python version; addresses `ipaddress` calls
+   reserved are refused too. IPv4-mapped, 6to4, Teredo and NAT64 addresses are unwrapped and their
+   embedded IPv4 checked as well. Refusing on any bad answer (not just skipping it) keeps a
+   half-poisoned name from being used at all. The message names the host as given, never the
+   address it resolved to, so the error cannot be used to map internal DNS.
 3. **Connect to the vetted IP, not the name (no DNS rebinding).** The request goes to a URL whose
    host *is* the vetted IP, so nothing resolves the name a second time (an attacker's DNS could
    answer "public" to us and "127.0.0.1" to a second lookup). The original name is sent in the
@@ -20,8 +29,12 @@ The URL comes from outside, so anything it names could be ours: the metadata ser
 4. **Redirects re-vetted.** None are followed automatically; each `Location` goes through steps 1-3
    again, at most `MAX_REDIRECTS` times.
 5. **Bounded cost.** The body is streamed and cut off past `STAGING_MAX_UPLOAD_BYTES` (a declared
-   `Content-Length` over the cap is refused before reading); connect/read timeouts apply per
-   operation and a total deadline stops a server that drips bytes.
+   `Content-Length` over the cap is refused before reading). `STAGING_DOWNLOAD_TIMEOUT` is one
+   deadline over the whole fetch: every hop (connect, wait for headers) and the body read. Each
+   hop's timeouts are what is left of it, and a timer shuts the hop's socket when it passes, so a
+   server that drips header or body bytes slowly cannot stretch any read beyond it either.
+
+The rules for operators: docs/operations.md#image-urls.
 
 `STAGING_FETCH_ALLOW_PRIVATE` (default False) turns step 2's address check off, for tests and
 local development that serve photos from 127.0.0.1. Never set it in production.
@@ -29,8 +42,11 @@ local development that serve photos from 127.0.0.1. Never set it in production.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import logging
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,11 +55,19 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 from django.conf import settings
 
+logger = logging.getLogger(__name__)
+
 MAX_REDIRECTS = 3
 CONNECT_TIMEOUT = 5.0
 DEFAULT_PORTS = {"http": 80, "https": 443}
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# Special-purpose blocks that `is_global` calls global on Python 3.11 (see step 2 above).
+NOT_GLOBAL = tuple(
+    ipaddress.ip_network(block)
+    for block in ("fec0::/10", "192.88.99.0/24", "64:ff9b:1::/48", "5f00::/16", "100:0:0:1::/64", "3fff::/20")
+)
+TOO_LONG = "The image URL took too long to download."
 
 
 class FetchRefused(Exception):
@@ -101,18 +125,16 @@ def address_allowed(ip: IPAddress) -> bool:
     candidates: list[IPAddress] = [ip]
     if isinstance(ip, ipaddress.IPv6Address):
         candidates += _embedded_ipv4(ip)
-    for addr in candidates:
-        if (
-            addr.is_loopback
-            or addr.is_private
-            or addr.is_link_local
-            or addr.is_multicast
-            or addr.is_reserved
-            or addr.is_unspecified
-            or not addr.is_global
-        ):
-            return False
-    return True
+    return all(_globally_routable(addr) for addr in candidates)
+
+
+def _globally_routable(addr: IPAddress) -> bool:
+    return (
+        addr.is_global
+        and not addr.is_multicast
+        and not addr.is_reserved
+        and not any(addr.version == block.version and addr in block for block in NOT_GLOBAL)
+    )
 
 
 def _allow_private() -> bool:
@@ -137,10 +159,14 @@ def resolve(host: str, port: int) -> list[IPAddress]:
 
 def vet(url: str, *, resolver: Callable[[str, int], list[IPAddress]] | None = None) -> Target:
     """Check `url` and pick the IP to connect to. Raises FetchRefused; opens no connection."""
+    control = next((ch for ch in url if ord(ch) < 0x20 or ord(ch) == 0x7F), None)
+    if control is not None:
+        raise FetchRefused(f"The image URL contains a control character (U+{ord(control):04X}); remove it.")
     try:
         parts = urlsplit(url)
         port = parts.port
-    except ValueError:
+        httpx.URL(url)
+    except (ValueError, httpx.InvalidURL):
         raise FetchRefused("The image URL is not a valid URL.") from None
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS:
@@ -160,18 +186,78 @@ def vet(url: str, *, resolver: Callable[[str, int], list[IPAddress]] | None = No
     if not _allow_private():
         refused = [addr for addr in addresses if not address_allowed(addr)]
         if refused:
-            raise FetchRefused(
-                f"The image URL's host {host!r} resolves to a non-public address ({refused[0]}); "
+            logger.info("image_url host %r refused: it resolves to %s", host, ", ".join(map(str, refused)))
+            raise FetchRefused(  # the address stays in the log: echoed, it would map internal DNS for the client
+                f"The image URL's host {host!r} resolves to a non-public address; "
                 "only public internet addresses may be fetched."
             )
     return Target(url=url, scheme=scheme, host=host, port=port, ip=addresses[0])
+
+
+class Deadline:
+    """One deadline over a whole fetch: every hop and the body read share `seconds`.
+
+    `clock` is `time.monotonic` except in tests, which move it to spend the time without waiting.
+    """
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.at = clock() + seconds
+
+    def left(self) -> float:
+        """Seconds left; raises FetchRefused when none are."""
+        remaining = self.at - self.clock()
+        if remaining <= 0:
+            raise FetchRefused(TOO_LONG)
+        return remaining
+
+
+class Watchdog:
+    """Shuts one hop's socket after `seconds`, whatever read it is blocked in.
+
+    A read timeout bounds each `recv`, not their sum: a server sending a byte a second keeps every
+    read short. httpcore's `trace` extension hands over the socket as soon as it is connected.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.fired = False
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._timer.cancel()
+
+    def trace(self, event: str, info: dict[str, object]) -> None:
+        if event == "connection.connect_tcp.complete":
+            stream = info.get("return_value")
+            sock = stream.get_extra_info("socket") if stream is not None else None  # type: ignore[attr-defined]
+            with self._lock:
+                self._sock = sock
+                if self.fired:
+                    self._shutdown()
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
 
 
 def _mb(n: int) -> str:
     return f"{n / (1024 * 1024):.0f} MB"
 
 
-def _read_capped(response: httpx.Response, cap: int, deadline: float) -> bytes:
+def _read_capped(response: httpx.Response, cap: int, deadline: Deadline, watchdog: Watchdog) -> bytes:
     declared = response.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > cap:
         raise FetchRefused(f"The image at the URL is {_mb(int(declared))}, more than the {_mb(cap)} limit.")
@@ -181,28 +267,39 @@ def _read_capped(response: httpx.Response, cap: int, deadline: float) -> bytes:
         total += len(chunk)
         if total > cap:
             raise FetchRefused(f"The image at the URL is larger than the {_mb(cap)} limit.")
-        if time.monotonic() > deadline:
-            raise FetchRefused("The image URL took too long to download.")
+        deadline.left()
         chunks.append(chunk)
+    if watchdog.fired:  # a body read until the connection closes ends "normally" when the watchdog shuts it
+        raise FetchRefused(TOO_LONG)
+    deadline.left()
     return b"".join(chunks)
 
 
-def fetch_image(url: str, *, max_bytes: int | None = None, timeout: float | None = None) -> bytes:
+def fetch_image(
+    url: str,
+    *,
+    max_bytes: int | None = None,
+    timeout: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> bytes:
     """The bytes behind a client-supplied image URL, with every check above. Raises FetchRefused.
 
     Whether the bytes are an acceptable image is `images.check_upload`'s business, as for uploads.
     """
     cap = max_bytes or settings.STAGING_MAX_UPLOAD_BYTES
-    total = timeout or float(getattr(settings, "STAGING_DOWNLOAD_TIMEOUT", 30.0))
-    deadline = time.monotonic() + total
-    per_operation = httpx.Timeout(total, connect=min(CONNECT_TIMEOUT, total))
+    deadline = Deadline(timeout or float(getattr(settings, "STAGING_DOWNLOAD_TIMEOUT", 30.0)), clock)
     for _hop in range(MAX_REDIRECTS + 1):
         target = vet(url)
+        left = deadline.left()
+        per_operation = httpx.Timeout(left, connect=min(CONNECT_TIMEOUT, left))
         headers = {"Host": target.host_header, "Accept": "image/*", "User-Agent": "virtual-staging-fetch/1"}
+        watchdog = Watchdog(left)
+        extensions = {**target.extensions, "trace": watchdog.trace}
         try:
             with (
+                watchdog,
                 httpx.Client(timeout=per_operation, follow_redirects=False, trust_env=False) as client,
-                client.stream("GET", target.connect_url, headers=headers, extensions=target.extensions) as response,
+                client.stream("GET", target.connect_url, headers=headers, extensions=extensions) as response,
             ):
                 if response.is_redirect:
                     location = response.headers.get("location")
@@ -212,9 +309,13 @@ def fetch_image(url: str, *, max_bytes: int | None = None, timeout: float | None
                     continue
                 if response.status_code != 200:
                     raise FetchRefused(f"The image URL answered HTTP {response.status_code}, not 200.")
-                return _read_capped(response, cap, deadline)
+                return _read_capped(response, cap, deadline, watchdog)
         except httpx.TimeoutException:
-            raise FetchRefused("The image URL took too long to answer.") from None
+            raise FetchRefused(TOO_LONG) from None
         except httpx.HTTPError as exc:
+            if watchdog.fired:
+                raise FetchRefused(TOO_LONG) from None
             raise FetchRefused(f"The image URL could not be downloaded ({type(exc).__name__}).") from None
+        except httpx.InvalidURL:
+            raise FetchRefused("The image URL is not a valid URL.") from None
     raise FetchRefused(f"The image URL redirects more than {MAX_REDIRECTS} times.")

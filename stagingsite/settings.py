@@ -122,10 +122,17 @@ STAGING_PUBLIC_URL = env.str("STAGING_PUBLIC_URL", default="").rstrip("/")
 
 
 def _default_output_hosts() -> list[str]:
+    """Replicate's file hosts (https on 443), plus the emulator's exact origin when the API is not Replicate's.
+
+    The emulator serves its outputs itself, over plain http: its scheme, host and port are pinned, so
+    no other port of that host (the database, the admin) can be named by an output URL.
+    """
     hosts = ["replicate.delivery", "*.replicate.delivery"]
-    api_host = urlsplit(REPLICATE_BASE_URL).hostname or ""
-    if api_host and api_host != "api.replicate.com":
-        hosts.append(api_host)  # the emulator serves its outputs from its own host
+    api = urlsplit(REPLICATE_BASE_URL)
+    if api.hostname and api.hostname != "api.replicate.com":
+        port = api.port or {"http": 80, "https": 443}.get(api.scheme, 443)
+        host = f"[{api.hostname}]" if ":" in api.hostname else api.hostname
+        hosts.append(f"{api.scheme}://{host}:{port}")
     return hosts
 
 
@@ -135,6 +142,11 @@ REPLICATE_OUTPUT_HOSTS = env.list("REPLICATE_OUTPUT_HOSTS", default=_default_out
 # Uploads: byte cap and pixel cap (decompression-bomb guard, checked before the full decode).
 STAGING_MAX_UPLOAD_BYTES = env.int("STAGING_MAX_UPLOAD_BYTES", default=25 * 1024 * 1024)
 STAGING_MAX_IMAGE_PIXELS = env.int("STAGING_MAX_IMAGE_PIXELS", default=40_000_000)
+# Memory of one decode: width x height x bytes per pixel (16-bit samples and alpha count), checked from
+# the header like the pixel cap; 160 MB holds 40 MP at 4 bytes, what Pillow keeps per 8-bit RGB(A) pixel.
+STAGING_MAX_DECODE_BYTES = env.int("STAGING_MAX_DECODE_BYTES", default=160 * 1024 * 1024)
+# Images decoded at once per process (a semaphore); the others wait their turn (staging/images.py).
+STAGING_MAX_CONCURRENT_DECODES = env.int("STAGING_MAX_CONCURRENT_DECODES", default=2)
 # Let the jobs API fetch `image_url`s on loopback/private addresses (staging/fetch.py's SSRF check off):
 # for tests and local demos only, never in production.
 STAGING_FETCH_ALLOW_PRIVATE = env.bool("STAGING_FETCH_ALLOW_PRIVATE", default=False)

@@ -25,16 +25,18 @@ def test_host_allow_list_with_wildcards(settings, host, allowed):
     assert host_allowed(host) is allowed
 
 
-def test_https_required_except_for_the_emulator_host(settings):
-    settings.REPLICATE_OUTPUT_HOSTS = ["replicate.delivery", "127.0.0.1"]
-    settings.REPLICATE_BASE_URL = "http://127.0.0.1:8123"
+def test_https_on_443_for_a_plain_host_and_the_exact_origin_for_the_emulator(settings):
+    settings.REPLICATE_OUTPUT_HOSTS = ["replicate.delivery", "http://127.0.0.1:8123"]
     check_url("https://replicate.delivery/x.png")
+    check_url("https://replicate.delivery:443/x.png")
     check_url("http://127.0.0.1:8123/files/outputs/a/0.png")
     with pytest.raises(DownloadRefused, match="https"):
         check_url("http://replicate.delivery/x.png")
-    settings.REPLICATE_BASE_URL = "https://api.replicate.com"
-    with pytest.raises(DownloadRefused, match="https"):
-        check_url("http://127.0.0.1:8123/files/outputs/a/0.png")
+    with pytest.raises(DownloadRefused, match="not allowed"):
+        check_url("https://replicate.delivery:8443/x.png")  # the host is listed, this port is not
+    for other in ("http://127.0.0.1:5432/x", "http://127.0.0.1/x", "https://127.0.0.1:8123/x"):
+        with pytest.raises(DownloadRefused, match=r"allows only http://127\.0\.0\.1:8123"):
+            check_url(other)
 
 
 @pytest.mark.django_db(transaction=True)

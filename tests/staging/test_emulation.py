@@ -41,7 +41,7 @@ def test_inside_the_block_this_process_uses_the_emulator_and_after_it_the_accoun
             "REPLICATE_API_TOKEN": "r8_fake",
             "REPLICATE_BASE_URL": "http://127.0.0.1:8123",
             "REPLICATE_WEBHOOK_SECRET": "",  # the emulator's own secret is fetched from its API
-            "REPLICATE_OUTPUT_HOSTS": ["replicate.delivery", "*.replicate.delivery", "127.0.0.1"],
+            "REPLICATE_OUTPUT_HOSTS": ["replicate.delivery", "*.replicate.delivery", "http://127.0.0.1:8123"],
             "STAGING_PUBLIC_URL": "",
         }
     assert current() == before
@@ -57,15 +57,15 @@ def test_an_exception_in_the_block_restores_everything_too() -> None:
 
 
 def test_nested_blocks_give_back_the_outer_emulator(settings) -> None:
-    settings.REPLICATE_OUTPUT_HOSTS = ["127.0.0.1"]  # already allowed: not added twice
+    settings.REPLICATE_OUTPUT_HOSTS = ["http://127.0.0.1:8123"]  # already allowed: not added twice
     other = SimpleNamespace(api_token="r8_other", base_url="http://localhost:9000")
     with emulator_settings(FAKE):
-        assert django_settings.REPLICATE_OUTPUT_HOSTS == ["127.0.0.1"]
+        assert django_settings.REPLICATE_OUTPUT_HOSTS == ["http://127.0.0.1:8123"]
         with emulator_settings(other):
             assert django_settings.REPLICATE_API_TOKEN == "r8_other"
-            assert django_settings.REPLICATE_OUTPUT_HOSTS == ["127.0.0.1", "localhost"]
+            assert django_settings.REPLICATE_OUTPUT_HOSTS == ["http://127.0.0.1:8123", "http://localhost:9000"]
         assert django_settings.REPLICATE_API_TOKEN == "r8_fake"
-        assert django_settings.REPLICATE_OUTPUT_HOSTS == ["127.0.0.1"]
+        assert django_settings.REPLICATE_OUTPUT_HOSTS == ["http://127.0.0.1:8123"]
     assert django_settings.REPLICATE_API_TOKEN == "r8_real"
 
 
@@ -75,7 +75,7 @@ def test_the_same_values_as_environment_variables_for_a_child_process() -> None:
         "REPLICATE_API_TOKEN": "r8_fake",
         "REPLICATE_BASE_URL": "http://127.0.0.1:8123",
         "REPLICATE_WEBHOOK_SECRET": "",
-        "REPLICATE_OUTPUT_HOSTS": "replicate.delivery,*.replicate.delivery,127.0.0.1",
+        "REPLICATE_OUTPUT_HOSTS": "replicate.delivery,*.replicate.delivery,http://127.0.0.1:8123",
         "STAGING_PUBLIC_URL": "http://127.0.0.1:8000",
         "STAGING_MAX_ATTEMPTS": "3",
     }
