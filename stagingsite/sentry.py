@@ -6,9 +6,11 @@ at ERROR on its `django-q` logger (and its scheduler's and broker's failures the
 `error_reporter` hook loads reporters from installed packages' entry points (the django-q-sentry
 plugin, which calls `sentry_sdk.init` a second time with its own options), so it is not used.
 
-Nothing that works as a credential may reach an event: no personal data, no request bodies (a
-webhook body carries the attempt's token and the signed photo link), no local variables, no query
-strings (`?attempt=` on the webhook, `?sig=` on a signed link), no webhook signature header.
+Nothing that works as a credential may reach an event. `data_collection` is sentry-sdk's successor of
+`send_default_pii` (which it deprecates; left unset it counts as False): no user, cookies, request
+bodies (a webhook body carries the attempt's token and the signed photo link), frame variables or
+queue payloads; headers and query parameters with the SDK's sensitive names plus ours (the webhook's
+signature header, `?attempt=` on the webhook, `?sig=` on a signed link) are filtered.
 """
 
 from __future__ import annotations
@@ -19,10 +21,18 @@ from typing import Any
 import sentry_sdk
 from sentry_sdk.integrations.django import DjangoIntegration
 from sentry_sdk.integrations.logging import LoggingIntegration
-from sentry_sdk.scrubber import DEFAULT_DENYLIST, EventScrubber
 
 FILTERED = "[Filtered]"
-EXTRA_DENYLIST = ["webhook-signature", "webhook_signature", "sig", "signature"]
+DATA_COLLECTION: dict[str, Any] = {
+    "user_info": False,
+    "cookies": {"mode": "off"},
+    "http_headers": {"request": {"mode": "denylist", "terms": ["signature", "forwarded", "-ip", "remote-", "via"]}},
+    "http_bodies": [],
+    "url_query_params": {"mode": "denylist", "terms": ["attempt", "sig"]},
+    "database_query_data": False,
+    "queues": False,
+    "stack_frame_variables": False,
+}
 
 
 def init_sentry(dsn: str, *, environment: str = "", traces_sample_rate: float = 0.0, transport: Any = None) -> bool:
@@ -33,11 +43,7 @@ def init_sentry(dsn: str, *, environment: str = "", traces_sample_rate: float = 
         dsn=dsn,
         environment=environment or None,
         traces_sample_rate=traces_sample_rate,
-        send_default_pii=False,
-        include_local_variables=False,
-        max_request_body_size="never",
-        event_scrubber=EventScrubber(denylist=[*DEFAULT_DENYLIST, *EXTRA_DENYLIST]),
-        before_send=scrub_event,
+        data_collection=DATA_COLLECTION,
         before_breadcrumb=scrub_breadcrumb,
         integrations=[DjangoIntegration(), LoggingIntegration(level=logging.INFO, event_level=logging.ERROR)],
         transport=transport,
@@ -45,16 +51,8 @@ def init_sentry(dsn: str, *, environment: str = "", traces_sample_rate: float = 
     return True
 
 
-def scrub_event(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
-    """Drop the request's query string: the webhook's and the signed link's carry credentials."""
-    request = event.get("request")
-    if isinstance(request, dict) and request.get("query_string"):
-        request["query_string"] = FILTERED
-    return event
-
-
 def scrub_breadcrumb(crumb: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
-    """Outgoing requests' query strings too (a client's `image_url` may be a presigned link)."""
+    """Outgoing requests' query strings (a client's `image_url` may be a presigned link with its signature)."""
     data = crumb.get("data")
     if isinstance(data, dict):
         for key in ("http.query", "http.fragment"):
