@@ -15,18 +15,32 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
-from . import derivatives, selectors, services
+from . import derivatives, selectors, services, storage
 from .errors import StagingError
-from .models import Attempt, DerivativeKind, JobStatus, StagingJob
+from .models import Attempt, DerivativeKind, JobStatus, StagedImage, StagingJob
 
 
 def _pretty(value: Any) -> SafeString:
     if value in (None, "", {}, []):
         return mark_safe("<span>-</span>")  # a constant
-    return format_html('<pre style="white-space: pre-wrap; margin: 0">{}</pre>', json.dumps(value, indent=2))
+    # A recorded input holds the photo's signed link: its signature works as a credential until it expires.
+    text = storage.redact_signatures(json.dumps(value, indent=2))
+    return format_html('<pre style="white-space: pre-wrap; margin: 0">{}</pre>', text)
+
+
+def _output_url(image: StagedImage, kind: DerivativeKind | None = None) -> str:
+    """The jobs API's link to an output (or its derivative): files are only served where permission is checked.
+
+    The admin's session authenticates those endpoints as it does this page (docs/operations.md#photos-and-outputs).
+    """
+    where = {"job_id": image.attempt.job_id, "index": image.index}
+    if kind is None:
+        return reverse("api:job-output", kwargs=where)
+    return reverse("api:job-output-derivative", kwargs={**where, "kind": kind})
 
 
 class StatusFilter(admin.SimpleListFilter):
@@ -136,21 +150,27 @@ class StagingJobAdmin(admin.ModelAdmin):
 
     @admin.display(description="Original and staged")
     def images(self, obj: StagingJob) -> SafeString:
-        """The original beside the latest succeeded attempt's outputs; thumbnails link to full files."""
+        """The original beside the latest succeeded attempt's outputs; thumbnails link to full files.
+
+        Every image comes from the jobs API's file endpoints, which check the viewer's permission.
+        """
         figure = (
             '<figure style="display:inline-block;margin:0 12px 12px 0;vertical-align:top">'
             '<a href="{}" target="_blank"><img src="{}" alt="{}" style="max-width:320px;max-height:320px"></a>'
             "<figcaption>{}</figcaption></figure>"
         )
-        original = format_html(figure, obj.photo.url, obj.photo.url, "original", "Original")
+        original_url = reverse("api:job-original", kwargs={"job_id": obj.pk})
+        original = format_html(figure, original_url, original_url, "original", "Original")
         outputs = selectors.outputs_of(obj)
         staged = format_html_join(
             "",
             figure,
             (
                 (
-                    image.file.url,
-                    derivatives.derivative_url(image, DerivativeKind.THUMBNAIL) or image.file.url,
+                    _output_url(image),
+                    _output_url(image, DerivativeKind.THUMBNAIL)
+                    if derivatives.get_derivative(image, DerivativeKind.THUMBNAIL)
+                    else _output_url(image),
                     f"output {image.index + 1}",
                     f"Staged {image.index + 1} ({image.width}x{image.height})",
                 )

@@ -1,4 +1,4 @@
-"""The jobs API (mounted at /api/v1/jobs): create a staging job, follow it, reprocess it.
+"""The jobs API (mounted at /api/v1/jobs): create a staging job, follow it, reprocess it, read its files.
 
 Handlers are thin: they parse and check the request, fetch a photo URL through `fetch` (the SSRF
 defences live there), and call `services` / `selectors`. What those raise is answered by `api.errors`
@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Any
+from typing import Any, Literal
 
 from django.core.files.uploadedfile import UploadedFile
 from django.db.models.fields.files import FieldFile
-from django.http import HttpRequest
+from django.http import FileResponse, HttpRequest
+from django.urls import reverse
 from ninja import Router, Status
 from ninja.errors import HttpError
 from pydantic import ValidationError
@@ -29,7 +30,7 @@ from api.errors import field_error, invalid
 from api.schemas import ErrorOut, ValidationErrorOut
 from models_config.schemas import field_errors
 
-from . import derivatives, fetch, gateway, selectors, services
+from . import derivatives, fetch, gateway, media, selectors, services
 from .models import Attempt, DerivativeKind, StagedImage, StagingJob
 from .schemas import (
     CREATE_JOB_OPENAPI,
@@ -46,6 +47,16 @@ VIEW_PERMS = ("staging.view_stagingjob", "staging.change_stagingjob")
 CHANGE_PERM = "staging.change_stagingjob"
 
 router = Router(tags=["jobs"])  # authenticated by the API root (api/root.py)
+
+# The file endpoints answer the file itself; ninja cannot describe a binary body from a return type.
+FILE_OPENAPI: dict[str, Any] = {
+    "responses": {
+        200: {
+            "description": "The stored file, streamed (JPEG, PNG or WebP).",
+            "content": {"image/*": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    }
+}
 
 
 # --- request parsing ----------------------------------------------------------------------------
@@ -110,9 +121,9 @@ def _parse_reprocess(request: HttpRequest) -> ReprocessIn:
 # --- response building --------------------------------------------------------------------------
 
 
-def _url(request: HttpRequest, file: FieldFile) -> str | None:
-    # Absolute storage URLs (S3, GCS) pass through build_absolute_uri unchanged.
-    return request.build_absolute_uri(file.url) if file else None
+def _url(request: HttpRequest, name: str, **kwargs: Any) -> str:
+    """The absolute URL of one of the file endpoints below: files are only ever linked through them."""
+    return request.build_absolute_uri(reverse(f"api:{name}", kwargs=kwargs))
 
 
 def _attempt_out(attempt: Attempt) -> dict[str, Any]:
@@ -146,7 +157,11 @@ def _job_out(request: HttpRequest, job_id: int) -> dict[str, Any]:
         "instructions": job.instructions,
         "seed": job.seed,
         "config_override": job.config_override,
-        "photo": {"url": _url(request, job.photo), "width": job.photo_width, "height": job.photo_height},
+        "photo": {
+            "url": _url(request, "job-original", job_id=job.pk),
+            "width": job.photo_width,
+            "height": job.photo_height,
+        },
         "created_at": job.created_at,
         "updated_at": job.updated_at,
         "attempts": [_attempt_out(attempt) for attempt in attempts],
@@ -156,12 +171,13 @@ def _job_out(request: HttpRequest, job_id: int) -> dict[str, Any]:
 
 def _output_out(request: HttpRequest, image: StagedImage) -> dict[str, Any]:
     made = derivatives.by_kind(image)
-    thumbnail = made.get(DerivativeKind.THUMBNAIL)
+    where = {"job_id": image.attempt.job_id, "index": image.index}
+    links = {kind: _url(request, "job-output-derivative", kind=kind, **where) for kind in made}
     return {
         "index": image.index,
-        "url": _url(request, image.file),
-        "thumbnail_url": _url(request, thumbnail.file) if thumbnail else None,
-        "derivatives": {kind: _url(request, derivative.file) for kind, derivative in made.items()},
+        "url": _url(request, "job-output", **where),
+        "thumbnail_url": links.get(DerivativeKind.THUMBNAIL),
+        "derivatives": links,
         "content_type": image.content_type,
         "width": image.width,
         "height": image.height,
@@ -173,6 +189,24 @@ def _output_out(request: HttpRequest, image: StagedImage) -> dict[str, Any]:
 def _existing(job_id: int) -> None:
     if not StagingJob.objects.filter(pk=job_id).exists():
         raise HttpError(404, f"No job {job_id}.")
+
+
+def _output(job_id: int, index: int) -> StagedImage:
+    """The job's stored output `index` (of its latest succeeded attempt, as listed in the job's `outputs`)."""
+    job = StagingJob.objects.filter(pk=job_id).first()
+    if job is None:
+        raise HttpError(404, f"No job {job_id}.")
+    image = selectors.outputs_of(job).filter(index=index).first()
+    if image is None:
+        raise HttpError(404, f"Job {job_id} has no stored output {index}.")
+    return image
+
+
+def _stream(file: FieldFile) -> FileResponse:
+    try:
+        return media.file_response(file.name, file.storage)
+    except FileNotFoundError:
+        raise HttpError(404, "The file is missing from storage.") from None
 
 
 # --- endpoints ----------------------------------------------------------------------------------
@@ -238,3 +272,51 @@ def reprocess(request: HttpRequest, job_id: int) -> Status:
     attempt = services.retry_job(job_id, payload.config)
     attempt.refresh_from_db()  # with a synchronous queue it may have moved on already
     return Status(202, _attempt_out(attempt))
+
+
+# --- files --------------------------------------------------------------------------------------
+# Stored files are only readable here (staff with the job view permission) and, for Replicate, through
+# a signed link (docs/operations.md#photos-and-outputs); the admin's images link here too.
+
+
+@router.get(
+    "/{int:job_id}/original",
+    response={404: ErrorOut},
+    url_name="job-original",
+    summary="The job's original photo, as uploaded",
+    openapi_extra=FILE_OPENAPI,
+)
+def get_original(request: HttpRequest, job_id: int) -> FileResponse:
+    require_perm(request, *VIEW_PERMS)
+    job = StagingJob.objects.filter(pk=job_id).first()
+    if job is None:
+        raise HttpError(404, f"No job {job_id}.")
+    return _stream(job.photo)
+
+
+@router.get(
+    "/{int:job_id}/outputs/{int:index}",
+    response={404: ErrorOut, 422: ValidationErrorOut},
+    url_name="job-output",
+    summary="One stored output of the job (its `index` in `outputs`)",
+    openapi_extra=FILE_OPENAPI,
+)
+def get_output(request: HttpRequest, job_id: int, index: int, label: Literal["none"] = "none") -> FileResponse:
+    """`label=none` (the default): the clean output as Replicate made it."""
+    require_perm(request, *VIEW_PERMS)
+    return _stream(_output(job_id, index).file)
+
+
+@router.get(
+    "/{int:job_id}/outputs/{int:index}/{kind}",
+    response={404: ErrorOut, 422: ValidationErrorOut},
+    url_name="job-output-derivative",
+    summary="A file made from a stored output (`thumbnail`)",
+    openapi_extra=FILE_OPENAPI,
+)
+def get_output_derivative(request: HttpRequest, job_id: int, index: int, kind: DerivativeKind) -> FileResponse:
+    require_perm(request, *VIEW_PERMS)
+    derivative = derivatives.get_derivative(_output(job_id, index), kind)
+    if derivative is None:
+        raise HttpError(404, f"Output {index} of job {job_id} has no {kind}.")
+    return _stream(derivative.file)

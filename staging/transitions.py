@@ -11,6 +11,8 @@ This module is the one place that writes an attempt's `state` (docs/architecture
 Transitions touch the database and the queue (follow-up work is enqueued on commit), never Replicate:
 callers that must cancel a prediction at Replicate do so when a transition tells them to. That keeps
 every rule here testable without HTTP.
+
+Every change a caller wins is logged once, by `_log_change` (docs/operations.md#logs-and-error-tracking).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from django.db.models import Max, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from . import storage
 from .errors import DATA_REMOVED_MESSAGE, PERMANENT, TRANSIENT, classify_prediction_error
 from .gateway import Prediction, PredictionStatus
 from .models import Attempt, ConfigSource
@@ -53,6 +56,44 @@ def states_before(state: str) -> list[str]:
     return [s for s, rank in Attempt.RANK.items() if rank < Attempt.RANK[state]]
 
 
+def _log_change(attempt_id: int, state: str, **fields: Any) -> None:
+    """One line for a change this caller won, naming the job, attempt, prediction and config version.
+
+    The identifiers are read back (one query, only while INFO is logged) because a compare-and-set
+    UPDATE returns none of them; never the token or the input, which work as credentials. With
+    `LOG_FORMAT=json` each name below is a key of its own.
+    """
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    row = (
+        Attempt.objects.filter(pk=attempt_id)
+        .values("job_id", "number", "prediction_id", "config_version__number")
+        .first()
+    )
+    if row is None:
+        return
+    context = {
+        "job_id": row["job_id"],
+        "attempt": row["number"],
+        "attempt_id": attempt_id,
+        "state": state,
+        "prediction_id": row["prediction_id"],
+        "config_version": row["config_version__number"],
+        **fields,
+    }
+    details = "".join(f", {key} {value}" for key, value in fields.items())
+    logger.info(
+        "Job %s attempt %s -> %s (prediction %s, config version %s%s)",
+        context["job_id"],
+        context["attempt"],
+        state,
+        context["prediction_id"],
+        context["config_version"],
+        details,
+        extra=context,
+    )
+
+
 # --- Submitting ----------------------------------------------------------------------------------
 
 
@@ -60,12 +101,15 @@ def claim(attempt_id: int, *, now: datetime | None = None) -> bool:
     """queued -> submitting, if due. Only the one caller that gets True may create a prediction."""
     now = now or timezone.now()
     deadline = now + timedelta(seconds=settings.STAGING_ATTEMPT_DEADLINE_SECONDS)
-    return bool(
+    won = (
         Attempt.objects.filter(pk=attempt_id, state=S.QUEUED)
         .exclude(next_retry_at__gt=now)
         # The deadline is kept across a requeue, so a submit that keeps crashing still ends at its deadline.
         .update(state=S.SUBMITTING, submitting_at=now, checked_at=now, deadline=Coalesce("deadline", Value(deadline)))
     )
+    if won:
+        _log_change(attempt_id, S.SUBMITTING)
+    return bool(won)
 
 
 def record_input(
@@ -97,6 +141,7 @@ def requeue(attempt_id: int) -> bool:
         pk=attempt_id, state=S.SUBMITTING, prediction_id__isnull=True, input__isnull=True
     ).update(state=S.QUEUED, submitting_at=None)
     if won:
+        _log_change(attempt_id, S.QUEUED)
         enqueue("submit_attempt", attempt_id)
     return bool(won)
 
@@ -120,6 +165,7 @@ def adopt(attempt_id: int, prediction_id: str, *, now: datetime | None = None) -
         logger.error("Prediction %s is recorded on another attempt; not adopting it for %s", prediction_id, attempt_id)
         return Adoption.CLASH
     if won:
+        _log_change(attempt_id, S.SUBMITTED)
         return Adoption.ADOPTED
     current = Attempt.objects.filter(pk=attempt_id).values_list("prediction_id", flat=True).first()
     return Adoption.ALREADY if current == prediction_id else Adoption.ORPHAN
@@ -149,21 +195,26 @@ def apply_update(attempt: Attempt, prediction: Prediction, *, now: datetime | No
         error_class, message = classify_prediction_error(prediction.error)
         fail(attempt.pk, message, error_class, extra=common, now=now)
     elif target == S.CANCELED:
-        Attempt.objects.filter(pk=attempt.pk, state__in=states_before(S.CANCELED)).update(
+        won = Attempt.objects.filter(pk=attempt.pk, state__in=states_before(S.CANCELED)).update(
             state=S.CANCELED, error="The prediction was canceled at Replicate.", finished_at=now, **common
         )
+        if won:
+            _log_change(attempt.pk, S.CANCELED)
     elif target == S.COLLECTING:
         won = Attempt.objects.filter(pk=attempt.pk, state__in=states_before(S.COLLECTING)).update(
             state=S.COLLECTING, output=prediction.output, **common
         )
         if won:
+            _log_change(attempt.pk, S.COLLECTING)
             if prediction.output is None and prediction.data_removed:
                 fail(attempt.pk, DATA_REMOVED_MESSAGE, PERMANENT, now=now)
             else:
                 enqueue("collect_outputs", attempt.pk)
     else:
         won = Attempt.objects.filter(pk=attempt.pk, state__in=states_before(target)).update(state=target, **common)
-        if not won:  # the same state again (or older news): only note that we heard from it
+        if won:
+            _log_change(attempt.pk, target)
+        else:  # the same state again (or older news): only note that we heard from it
             Attempt.objects.filter(pk=attempt.pk, state=target).update(**common)
     attempt.refresh_from_db()
     return attempt
@@ -182,21 +233,23 @@ def reclaim_collect(attempt_id: int, *, silent_since: datetime, now: datetime | 
 
 def succeed(attempt_id: int, cost: Decimal, *, now: datetime | None = None) -> bool:
     """collecting -> succeeded once every output is stored, with the actual cost."""
-    return bool(
-        Attempt.objects.filter(pk=attempt_id, state=S.COLLECTING).update(
-            state=S.SUCCEEDED, finished_at=now or timezone.now(), cost=cost, error=""
-        )
+    won = Attempt.objects.filter(pk=attempt_id, state=S.COLLECTING).update(
+        state=S.SUCCEEDED, finished_at=now or timezone.now(), cost=cost, error=""
     )
+    if won:
+        _log_change(attempt_id, S.SUCCEEDED)
+    return bool(won)
 
 
 def cancel(attempt_id: int, reason: str, *, now: datetime | None = None) -> bool:
     """Any unfinished state -> canceled. True when this call made the change."""
     now = now or timezone.now()
-    return bool(
-        Attempt.objects.filter(pk=attempt_id, state__in=states_before(S.CANCELED)).update(
-            state=S.CANCELED, error=reason, error_class="", finished_at=now, checked_at=now
-        )
+    won = Attempt.objects.filter(pk=attempt_id, state__in=states_before(S.CANCELED)).update(
+        state=S.CANCELED, error=reason, error_class="", finished_at=now, checked_at=now
     )
+    if won:
+        _log_change(attempt_id, S.CANCELED)
+    return bool(won)
 
 
 def fail(
@@ -221,7 +274,8 @@ def fail(
             return False
         if error_class == TRANSIENT:
             _schedule_next_attempt(Attempt.objects.get(pk=attempt_id), retry_after, now)
-    logger.info("Attempt %s failed (%s): %s", attempt_id, error_class, message)
+    # Replicate's message may quote the photo's signed link: its signature stays out of the log.
+    _log_change(attempt_id, S.FAILED, error_class=error_class, error=storage.redact_signatures(message))
     return True
 
 

@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from stagingsite.sentry import init_sentry
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -154,6 +156,9 @@ STAGING_FETCH_ALLOW_PRIVATE = env.bool("STAGING_FETCH_ALLOW_PRIVATE", default=Fa
 STAGING_MAX_OUTPUT_BYTES = env.int("STAGING_MAX_OUTPUT_BYTES", default=50 * 1024 * 1024)
 STAGING_DOWNLOAD_TIMEOUT = env.float("STAGING_DOWNLOAD_TIMEOUT", default=30.0)
 STAGING_THUMBNAIL_SIZE = env.int("STAGING_THUMBNAIL_SIZE", default=384)
+# How long a signed photo link handed to Replicate stays valid (docs/operations.md#photos-and-outputs):
+# Replicate fetches the photo when the prediction starts, which can be as late as the attempt's deadline.
+STAGING_SIGNED_URL_SECONDS = env.int("STAGING_SIGNED_URL_SECONDS", default=2 * 60 * 60)
 # Timeout (seconds) of one request to the Replicate API.
 STAGING_REPLICATE_TIMEOUT = env.float("STAGING_REPLICATE_TIMEOUT", default=30.0)
 # Retries: at most this many attempts (paid predictions) per job; exponential backoff between them.
@@ -163,6 +168,11 @@ STAGING_RETRY_MAX_SECONDS = env.float("STAGING_RETRY_MAX_SECONDS", default=300.0
 # An attempt not finished this long after it was claimed is cancelled on Replicate and failed
 # (Replicate's own hard limit is 30 min; outputs are deleted 1 h after completion).
 STAGING_ATTEMPT_DEADLINE_SECONDS = env.int("STAGING_ATTEMPT_DEADLINE_SECONDS", default=20 * 60)
+if STAGING_SIGNED_URL_SECONDS <= STAGING_ATTEMPT_DEADLINE_SECONDS:
+    raise ImproperlyConfigured(
+        f"STAGING_SIGNED_URL_SECONDS ({STAGING_SIGNED_URL_SECONDS}) must exceed STAGING_ATTEMPT_DEADLINE_SECONDS "
+        f"({STAGING_ATTEMPT_DEADLINE_SECONDS}): Replicate may fetch the photo until the attempt's deadline."
+    )
 # The poller reads predictions whose webhook is this late (all of them when STAGING_PUBLIC_URL is unset).
 STAGING_POLL_AFTER_SECONDS = env.int("STAGING_POLL_AFTER_SECONDS", default=60)
 # Without webhooks, the scheduled poll keeps polling every INTERVAL for up to WINDOW seconds while
@@ -213,11 +223,30 @@ if not DEBUG:
     CSRF_COOKIE_SECURE = True
     CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
+# --- Logs and error tracking (docs/operations.md#logs-and-error-tracking) -----------------------
+LOG_FORMAT = env.str("LOG_FORMAT", default="text").lower()
+if LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be 'text' or 'json', not {LOG_FORMAT!r}.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        # One JSON object a line; a record's `extra=` fields (job_id, attempt, …) become keys of their own.
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"httpx": {"level": "WARNING"}},
 }
+
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+init_sentry(
+    SENTRY_DSN,
+    environment=env.str("SENTRY_ENVIRONMENT", default=""),
+    traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0),
+)

@@ -1,10 +1,13 @@
-"""Top-level URLs: the admin, the HTTP API and the Replicate webhook."""
+"""Top-level URLs: the admin, the HTTP API, the Replicate webhook and the signed links to photos.
 
-from django.conf import settings
-from django.conf.urls.static import static
+Stored files are never served from `MEDIA_URL`, not even in debug: people get them through the
+jobs API (permission checked), Replicate through a signed link (docs/operations.md#photos-and-outputs).
+"""
+
 from django.contrib import admin
 from django.urls import include, path
 
+from staging.media import signed_file
 from staging.prometheus import metrics_view
 from staging.webhooks import replicate_webhook
 
@@ -13,7 +16,5 @@ urlpatterns = [
     path("api/v1/", include("api.urls")),
     path("webhooks/replicate/", replicate_webhook, name="replicate-webhook"),
     path("metrics", metrics_view, name="metrics"),
+    path("files/<str:filename>", signed_file, name="signed-file"),
 ]
-
-if settings.DEBUG:
-    urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)

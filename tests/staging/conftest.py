@@ -48,7 +48,7 @@ def emulated(pipeline):
 @pytest.fixture
 def cluster_env(settings, emulator, live_server, subprocess_env) -> Iterator[dict[str, str]]:
     """This process and the qcluster child both pointed at the emulator, with webhooks to the live server."""
-    settings.ROOT_URLCONF = "tests.staging.urls"  # serves /media/ so the emulator can fetch the photos
+    settings.ROOT_URLCONF = "tests.staging.urls"  # the emulator fetches the photos through signed links
     with emulator_settings(emulator, STAGING_PUBLIC_URL=live_server.url):
         env = dict(subprocess_env)
         env.update(emulator_environ(emulator, STAGING_PUBLIC_URL=live_server.url), Q_WORKERS="2", LOG_LEVEL="INFO")

@@ -12,8 +12,8 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from models_config import services as config_services
-from staging import derivatives, fetch
-from staging.models import Attempt, DerivativeKind, StagedImage, StagingJob
+from staging import fetch
+from staging.models import Attempt, StagedImage, StagingJob
 from tests.fixtures.photos import image_bytes, upload
 from tests.fixtures.pipeline import drive
 
@@ -117,7 +117,7 @@ def test_upload_creates_a_job_that_ends_with_stored_outputs(pipeline, operator_c
     assert body["config_override"] == {"safety_tolerance": 1}
     assert body["status"] in ("queued", "running")
     assert [a["number"] for a in body["attempts"]] == [1] and body["outputs"] == []
-    assert body["photo"]["url"].startswith("http://testserver/media/staging/originals/")
+    assert body["photo"]["url"] == f"http://testserver{URL}/{body['id']}/original"  # permission-checked
     assert (body["photo"]["width"], body["photo"]["height"]) == (64, 48)
 
     assert drive(body["id"]) == "succeeded"
@@ -130,8 +130,8 @@ def test_upload_creates_a_job_that_ends_with_stored_outputs(pipeline, operator_c
     assert len(job["outputs"]) == 1
     output = job["outputs"][0]
     stored = StagedImage.objects.get()
-    assert output["url"] == f"http://testserver{stored.file.url}"
-    thumbnail_url = f"http://testserver{derivatives.derivative_url(stored, DerivativeKind.THUMBNAIL)}"
+    assert output["url"] == f"http://testserver{URL}/{body['id']}/outputs/0"
+    thumbnail_url = f"http://testserver{URL}/{body['id']}/outputs/0/thumbnail"
     assert output["thumbnail_url"] == thumbnail_url
     assert output["derivatives"] == {"thumbnail": thumbnail_url}
     data = stored.file.read()

@@ -1,12 +1,9 @@
-"""The project's URLs plus media serving, so the emulator can fetch photos from the live test server."""
+"""The project's URLs, as they are: the emulator fetches photos through the signed `/files/` links.
 
-from django.conf import settings
-from django.urls import re_path
-from django.views.static import serve
+Kept as the webhook and cluster tests' URLconf (tests/staging/conftest.py); it serves no `/media/`,
+so those tests prove that the signed links are what Replicate uses.
+"""
 
 from stagingsite.urls import urlpatterns as project_urlpatterns
 
-urlpatterns = [
-    *project_urlpatterns,
-    re_path(r"^media/(?P<path>.*)$", serve, {"document_root": settings.MEDIA_ROOT}),
-]
+urlpatterns = [*project_urlpatterns]
