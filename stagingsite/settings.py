@@ -142,6 +142,9 @@ STAGING_FETCH_ALLOW_PRIVATE = env.bool("STAGING_FETCH_ALLOW_PRIVATE", default=Fa
 STAGING_MAX_OUTPUT_BYTES = env.int("STAGING_MAX_OUTPUT_BYTES", default=50 * 1024 * 1024)
 STAGING_DOWNLOAD_TIMEOUT = env.float("STAGING_DOWNLOAD_TIMEOUT", default=30.0)
 STAGING_THUMBNAIL_SIZE = env.int("STAGING_THUMBNAIL_SIZE", default=384)
+# Longest prompt sent to a model (characters). A template is refused unless its prompt fits with the
+# longest job fields; keep it above the default template's ~2,400 (docs/architecture.md#prompt-templates).
+STAGING_MAX_PROMPT_CHARS = env.int("STAGING_MAX_PROMPT_CHARS", default=4000)
 # Timeout (seconds) of one request to the Replicate API.
 STAGING_REPLICATE_TIMEOUT = env.float("STAGING_REPLICATE_TIMEOUT", default=30.0)
 # Retries: at most this many attempts (paid predictions) per job; exponential backoff between them.
