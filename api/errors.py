@@ -23,7 +23,7 @@ from ninja.errors import ValidationError as NinjaValidationError
 
 from models_config.registry import UnknownModelError
 from models_config.services import ConfigError, ConfigValidationError, UnknownVersionError, VersionConflictError
-from staging.errors import ImageRejected, JobBusyError, JobInputError, ReplicateNotConfigured
+from staging.errors import ImageRejected, JobBusyError, JobInputError, OverrideNotAllowed, ReplicateNotConfigured
 from staging.fetch import FetchRefused
 
 from .schemas import ConflictOut
@@ -69,6 +69,11 @@ def invalid(*errors: dict[str, Any]) -> NinjaValidationError:
     return NinjaValidationError(list(errors))
 
 
+# The job's own fields, as `JobInputError.errors` may name them; every other key points into the override
+# (so "seed", a config key too, is not listed: the job's seed is checked by the request's schema).
+JOB_FIELDS = ("model", "room_type", "style", "instructions")
+
+
 def _invalid(*errors: dict[str, Any]) -> Answer:
     return 422, {"detail": list(errors)}
 
@@ -79,6 +84,12 @@ def _invalid(*errors: dict[str, Any]) -> Answer:
 @answers(PermissionDenied)
 def forbidden(request: HttpRequest, exc: PermissionDenied) -> Answer:
     return 403, {"detail": str(exc) or "Permission denied."}
+
+
+@answers(OverrideNotAllowed)
+def override_not_allowed(request: HttpRequest, exc: OverrideNotAllowed) -> Answer:
+    """A config override key the user may not set: the message names each one and what may be set."""
+    return 403, {"detail": str(exc)}
 
 
 @answers(UnknownModelError, UnknownVersionError)
@@ -132,12 +143,13 @@ def config_invalid(request: HttpRequest, exc: ConfigValidationError) -> Answer:
 
 @answers(JobInputError)
 def job_input_invalid(request: HttpRequest, exc: JobInputError) -> Answer:
-    """`JobInputError.errors` maps a job field ("model"), the whole override ("config_override", or
-    "config" for a rule about the whole config) or a dotted path inside the override to a message."""
+    """`JobInputError.errors` maps a job field ("model", "instructions", …), the whole override
+    ("config_override", or "config" for a rule about the whole config) or a dotted path inside the
+    override to a message."""
     errors = []
     for field, msg in (exc.errors or {"config": str(exc)}).items():
-        if field == "model":
-            loc: list[str | int] = ["body", "model"]
+        if field in JOB_FIELDS:
+            loc: list[str | int] = ["body", field]
         elif field in ("config", "config_override"):
             loc = ["body", "config"]
         else:

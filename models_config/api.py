@@ -21,11 +21,11 @@ from api.schemas import ConflictOut, ErrorOut, ValidationErrorOut
 
 from . import selectors, services
 from .jsonform import adapted_schema
-from .models import COMMENT_MAX_LENGTH, clean_comment
+from .models import CHANGE_CONFIG_PERMISSION, COMMENT_MAX_LENGTH, clean_comment
 from .registry import REGISTRY, get_spec
 
 VIEW_PERMS = ("models_config.view_modelconfig", "models_config.change_modelconfig")
-CHANGE_PERM = "models_config.change_modelconfig"
+CHANGE_PERM = CHANGE_CONFIG_PERMISSION
 
 router = Router(tags=["model configuration"])  # authenticated by the API root (api/root.py)
 

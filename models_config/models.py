@@ -13,14 +13,18 @@ from django.db import models
 from pydantic_core import PydanticCustomError, PydanticKnownError
 
 from .registry import REGISTRY
+from .schemas import reject_nul
 
 COMMENT_MAX_LENGTH = 500
+# Who may change a model's config; also who may override its prompt and safety settings for one job.
+CHANGE_CONFIG_PERMISSION = "models_config.change_modelconfig"
 
 
 def clean_comment(value: str | None) -> str:
     """A version's comment, stripped: the one rule the admin form, the API and `services` apply.
 
-    History is only useful when it says why, so a blank comment is refused. The errors are pydantic's
+    History is only useful when it says why, so a blank comment is refused, and one with a NUL
+    character too (the text rule of `schemas.reject_nul`). The errors are pydantic's
     (a `ValueError` with a `type`), so a pydantic schema can use this as a validator as it is.
     """
     comment = (value or "").strip()
@@ -28,7 +32,7 @@ def clean_comment(value: str | None) -> str:
         raise PydanticCustomError("missing", "Say what changed and why.")
     if len(comment) > COMMENT_MAX_LENGTH:
         raise PydanticKnownError("string_too_long", {"max_length": COMMENT_MAX_LENGTH})
-    return comment
+    return reject_nul(comment)
 
 
 class ModelConfig(models.Model):

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from .builders import StagingRequest
 from .models import ModelConfig, ModelConfigVersion
 from .registry import get_spec
-from .schemas import StagingConfig, describe_errors, field_errors
+from .schemas import MAX_PROMPT_CHARS_CONTEXT, StagingConfig, describe_errors, field_errors
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +114,16 @@ def _defaults(slug: str, reason: str) -> ActiveConfig:
     return ActiveConfig(slug=slug, config=get_spec(slug).default_config(), reason=reason)
 
 
+def saving_context() -> dict[str, Any]:
+    """The pydantic context a config is validated with before it is stored or previewed.
+
+    It carries `STAGING_MAX_PROMPT_CHARS`, so a template whose prompt could be over the cap for some
+    job is refused when saved; reading a stored config skips that check (a lowered cap must not turn
+    every stored version into the defaults), and each job's own prompt is checked when it is created.
+    """
+    return {MAX_PROMPT_CHARS_CONTEXT: settings.STAGING_MAX_PROMPT_CHARS}
+
+
 # --- Plain reads for the admin and the API ------------------------------------------------------
 
 
@@ -182,7 +192,7 @@ def preview_input(slug: str, draft: Any) -> Preview:
     if not isinstance(draft, dict):
         return Preview(errors=[{"loc": [], "msg": "The configuration must be a JSON object.", "type": "type"}])
     try:
-        config = spec.config_schema.model_validate(draft)
+        config = spec.config_schema.model_validate(draft, context=saving_context())
     except ValidationError as exc:
         return Preview(errors=field_errors(exc))
     try:

@@ -74,10 +74,16 @@ class VersionConflictError(ConfigError):
         active_version: ModelConfigVersion | None = None,
     ) -> None:
         self.slug, self.expected, self.active, self.active_version = slug, expected, active, active_version
-        super().__init__(
-            f"The active version of {slug} is now v{active}, not v{expected}: someone else changed it. "
-            "Reload, review their change and save again."
-        )
+        super().__init__(f"{_conflict(slug, expected, active)} Reload, review their change and save again.")
+
+
+def _conflict(slug: str, expected: int | None, active: int | None) -> str:
+    """What changed, naming a model that has no version yet as such (never "vNone")."""
+    if active is None:
+        return f"{slug} has no version yet, not v{expected}: its versions changed since you loaded it."
+    if expected is None:
+        return f"The active version of {slug} is now v{active}; you started when it had no version yet."
+    return f"The active version of {slug} is now v{active}, not v{expected}: someone else changed it."
 
 
 def validate_config(
@@ -85,11 +91,13 @@ def validate_config(
 ) -> dict[str, Any]:
     """Validate a whole config with the model's schema and return it normalised (defaults filled in).
 
-    `loc_prefix` is passed on to the `ConfigValidationError` (see there).
+    Every write (save, reset, activate, the admin form) goes through here, with the prompt cap
+    (`selectors.saving_context`). `loc_prefix` is passed on to the `ConfigValidationError` (see there).
     """
     spec = get_spec(slug)
     try:
-        return spec.config_schema.model_validate(dict(config)).model_dump(mode="json")
+        validated = spec.config_schema.model_validate(dict(config), context=selectors.saving_context())
+        return validated.model_dump(mode="json")
     except ValidationError as exc:
         raise ConfigValidationError.from_pydantic(exc, loc_prefix=loc_prefix) from None
 

@@ -220,7 +220,7 @@ def _stream(file: FieldFile) -> FileResponse:
 )
 def create_job(request: HttpRequest) -> Status:
     """multipart/form-data with an `image` file, or JSON with `image_url`; the same fields otherwise."""
-    require_perm(request, ADD_PERM)
+    user = require_perm(request, ADD_PERM)
     content_type = (request.content_type or "").lower()
     if content_type == "multipart/form-data":
         fields, image_file = _parse_multipart(request)
@@ -243,6 +243,7 @@ def create_job(request: HttpRequest) -> Status:
         instructions=fields.instructions,
         seed=fields.seed,
         config_override=fields.config,
+        policy=services.OverridePolicy.of(user),
     )
     return Status(201, _job_out(request, job.pk))
 
@@ -266,10 +267,10 @@ def reprocess(request: HttpRequest, job_id: int) -> Status:
     The body is optional (a bare POST is the common case), so it is parsed here, after the permission
     check, rather than by ninja (which would refuse an empty non-JSON body before the handler runs).
     """
-    require_perm(request, CHANGE_PERM)
+    user = require_perm(request, CHANGE_PERM)
     _existing(job_id)
     payload = _parse_reprocess(request)
-    attempt = services.retry_job(job_id, payload.config)
+    attempt = services.retry_job(job_id, payload.config, policy=services.OverridePolicy.of(user))
     attempt.refresh_from_db()  # with a synchronous queue it may have moved on already
     return Status(202, _attempt_out(attempt))
 

@@ -42,6 +42,21 @@ class JobBusyError(JobInputError):
     """The job still has an attempt in progress: wait for it or cancel it first (HTTP 409)."""
 
 
+class OverrideNotAllowed(StagingError):
+    """A config override sets keys that only someone who may change the model's config may set (HTTP 403).
+
+    `fields` are the refused keys, `allowed` the keys a job's override may set without that permission.
+    """
+
+    def __init__(self, slug: str, fields: list[str], allowed: list[str]) -> None:
+        self.slug, self.fields, self.allowed = slug, fields, allowed
+        super().__init__(
+            f"Overriding {', '.join(fields)} needs the permission to change the {slug} configuration "
+            f"(models_config.change_modelconfig); without it a job's config override may set only: "
+            f"{', '.join(allowed) or 'nothing'}."
+        )
+
+
 class ReplicateNotConfigured(ImproperlyConfigured):
     """No API token: staging refuses to start work."""
 

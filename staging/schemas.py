@@ -16,8 +16,7 @@ from pydantic_core import PydanticCustomError
 
 from models_config.builders import DEFAULT_ROOM_TYPE, DEFAULT_STYLE
 from models_config.registry import UnknownModelError, get_spec
-
-MAX_SEED = 2**63 - 1  # StagingJob.seed is a BigIntegerField
+from models_config.schemas import MAX_INSTRUCTIONS_CHARS, MAX_ROOM_TYPE_CHARS, MAX_SEED, MAX_STYLE_CHARS, Text
 
 
 def _registered(slug: str) -> str:
@@ -40,9 +39,9 @@ class JobFieldsIn(Schema):
     model: Annotated[str, AfterValidator(_registered)] = Field(
         min_length=1, max_length=100, description="A registered model slug, e.g. flux-kontext-pro."
     )
-    room_type: str = Field(DEFAULT_ROOM_TYPE, max_length=100)
-    style: str = Field(DEFAULT_STYLE, max_length=100)
-    instructions: str = Field("", max_length=2000, description="Free text added to the prompt.")
+    room_type: Text = Field(DEFAULT_ROOM_TYPE, max_length=MAX_ROOM_TYPE_CHARS)
+    style: Text = Field(DEFAULT_STYLE, max_length=MAX_STYLE_CHARS)
+    instructions: Text = Field("", max_length=MAX_INSTRUCTIONS_CHARS, description="Free text added to the prompt.")
     seed: int | None = Field(None, ge=0, le=MAX_SEED, description="Used unless the config sets its own seed.")
     config: dict[str, Any] | None = Field(
         None, description="A partial config override for this job; keys left out take the active version's values."

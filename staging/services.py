@@ -13,15 +13,28 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import IO, Any
 
+from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.files.base import ContentFile
 from django.db import transaction
 from pydantic import ValidationError
 
 from models_config.builders import DEFAULT_ROOM_TYPE, DEFAULT_STYLE
+from models_config.models import CHANGE_CONFIG_PERMISSION
 from models_config.registry import UnknownModelError, get_spec
-from models_config.schemas import describe_errors, error_fields
+from models_config.schemas import (
+    PromptError,
+    StagingConfig,
+    check_prompt,
+    describe_errors,
+    error_fields,
+    per_job_keys,
+    render_prompt,
+    restricted_keys,
+)
 
 from . import gateway, images, selectors, storage, transitions
 from .errors import (
@@ -29,6 +42,7 @@ from .errors import (
     GatewayError,
     JobBusyError,
     JobInputError,
+    OverrideNotAllowed,
     ReplicateNotConfigured,
 )
 from .gateway import Prediction
@@ -41,13 +55,60 @@ logger = logging.getLogger(__name__)
 S = Attempt.State
 
 
-def _check_override(slug: str, override: Mapping[str, Any]) -> None:
-    """Refuse an override that would not validate with today's active config (JobInputError per field)."""
+@dataclass(frozen=True)
+class OverridePolicy:
+    """Which keys of a job's config override the person asking may set (docs/architecture.md#who-may-override-what).
+
+    The prompt template and the safety settings decide what a model may be made to draw, so only
+    who may change the model's config sets them for one job; anyone who may create a job may set
+    the keys the schema marks per job (`schemas.OverrideScope`).
+    """
+
+    may_change_config: bool
+
+    @classmethod
+    def of(cls, user: AbstractBaseUser) -> OverridePolicy:
+        return cls(may_change_config=user.has_perm(CHANGE_CONFIG_PERMISSION))
+
+    def check(self, slug: str, override: Mapping[str, Any] | None) -> None:
+        """Raise `OverrideNotAllowed` naming each key of `override` this policy may not set."""
+        if self.may_change_config or not override:
+            return
+        schema = get_spec(slug).config_schema
+        refused = restricted_keys(schema, override)
+        if refused:
+            raise OverrideNotAllowed(slug, refused, per_job_keys(schema))
+
+
+# The `stage` and `reprocess` commands: whoever runs manage.py runs the service and may set any key.
+OPERATOR = OverridePolicy(may_change_config=True)
+# The default for a caller that names nobody: only the per-job keys.
+PER_JOB_ONLY = OverridePolicy(may_change_config=False)
+
+
+def _check_override(slug: str, override: Mapping[str, Any]) -> StagingConfig:
+    """The config `override` gives with today's active config; refused (JobInputError per field) if invalid."""
     try:
-        selectors.resolve_config(slug, override)
+        return selectors.resolve_config(slug, override)[1]
     except ValidationError as exc:
         errors = error_fields(exc.errors())
         raise JobInputError(f"Invalid config override for {slug}: {describe_errors(exc.errors())}", errors) from None
+
+
+def _check_prompt(
+    config: StagingConfig, override: Mapping[str, Any] | None, room_type: str, style: str, instructions: str
+) -> None:
+    """The job's own prompt must be sendable: not blank, within STAGING_MAX_PROMPT_CHARS.
+
+    A template saved now always fits (it is checked with the longest job fields); this catches a
+    stored one saved under a larger cap, before anything is stored rather than in the worker.
+    """
+    try:
+        prompt = render_prompt(config.prompt_template, room_type=room_type, style=style, instructions=instructions)
+        check_prompt(prompt, settings.STAGING_MAX_PROMPT_CHARS)
+    except PromptError as exc:
+        field = "prompt_template" if override and "prompt_template" in override else "instructions"
+        raise JobInputError(f"The prompt for this job cannot be sent: {exc}", {field: str(exc)}) from None
 
 
 # --- Jobs ---------------------------------------------------------------------------------------
@@ -61,11 +122,13 @@ def create_job(
     instructions: str = "",
     seed: int | None = None,
     config_override: Mapping[str, Any] | None = None,
+    policy: OverridePolicy = PER_JOB_ONLY,
 ) -> StagingJob:
     """Validate everything, store the photo, create attempt 1 and queue its submission.
 
-    Raises `ImageRejected` (bad photo), `JobInputError` (unknown model, invalid override; `.errors`
-    maps fields to messages) or `ReplicateNotConfigured`; in every case nothing is stored.
+    Raises `ImageRejected` (bad photo), `JobInputError` (unknown model, invalid override, a prompt
+    that cannot be sent; `.errors` maps fields to messages), `OverrideNotAllowed` (the override sets
+    a key `policy` does not allow) or `ReplicateNotConfigured`; in every case nothing is stored.
     """
     gateway.require_configured()
     try:
@@ -75,15 +138,17 @@ def create_job(
     if config_override is not None and not isinstance(config_override, Mapping):
         raise JobInputError("The config override must be a JSON object.", {"config_override": "must be an object"})
     override = dict(config_override) if config_override else None
-    if override:
-        _check_override(spec.slug, override)
+    config = _check_override(spec.slug, override) if override else selectors.resolve_config(spec.slug, None)[1]
+    policy.check(spec.slug, override)
+    room_type, style, instructions = room_type or DEFAULT_ROOM_TYPE, style or DEFAULT_STYLE, instructions or ""
+    _check_prompt(config, override, room_type, style, instructions)
     checked = images.check_upload(image_file)
 
     job = StagingJob(
         model_slug=model,
-        room_type=room_type or DEFAULT_ROOM_TYPE,
-        style=style or DEFAULT_STYLE,
-        instructions=instructions or "",
+        room_type=room_type,
+        style=style,
+        instructions=instructions,
         seed=seed,
         config_override=override,
         photo_width=checked.width,
@@ -103,10 +168,13 @@ def create_job(
     return job
 
 
-def retry_job(job_id: int, config_override: Mapping[str, Any] | None = None) -> Attempt:
+def retry_job(
+    job_id: int, config_override: Mapping[str, Any] | None = None, policy: OverridePolicy = PER_JOB_ONLY
+) -> Attempt:
     """Add a new attempt to a finished job (failed, canceled, or succeeded to reprocess) and queue it.
 
-    `config_override`, when given, replaces the job's stored override for this and later attempts.
+    `config_override`, when given, replaces the job's stored override for this and later attempts;
+    it is checked as `create_job` checks one (`OverrideNotAllowed` for a key `policy` does not allow).
     Raises `JobBusyError` while the job still has an attempt in progress.
     """
     with transaction.atomic():
@@ -115,7 +183,9 @@ def retry_job(job_id: int, config_override: Mapping[str, Any] | None = None) -> 
         if latest is not None and not latest.is_terminal:
             raise JobBusyError(f"Job {job_id} is still {latest.state}; cancel it or wait before retrying.")
         if config_override is not None:
-            _check_override(job.model_slug, config_override)
+            config = _check_override(job.model_slug, config_override)
+            policy.check(job.model_slug, config_override)
+            _check_prompt(config, config_override, job.room_type, job.style, job.instructions)
             job.config_override = dict(config_override) or None
             job.save(update_fields=["config_override", "updated_at"])
         number = (latest.number if latest else 0) + 1
@@ -152,9 +222,16 @@ def submit_attempt(attempt_id: int) -> None:
     try:
         image_url = storage.image_url_for_replicate(job.sent_photo, storage.content_type_of(job.sent_photo.name))
         resolved = selectors.resolve_input(job, image_url)
-    except ValidationError as exc:
-        message = f"The configuration for {job.model_slug} is invalid: {describe_errors(exc.errors())}"
+        check_prompt(resolved.input["prompt"], settings.STAGING_MAX_PROMPT_CHARS)
+    except ValidationError as exc:  # e.g. an override stored before today's rules
+        message = (
+            f"The configuration for {job.model_slug} is invalid: {describe_errors(exc.errors())}. "
+            "Reprocess the job with a corrected config override (or {} to use the active config)."
+        )
         transitions.fail(attempt_id, message, PERMANENT)
+        return
+    except PromptError as exc:  # a template saved under a larger STAGING_MAX_PROMPT_CHARS
+        transitions.fail(attempt_id, f"The prompt for this job cannot be sent: {exc}", PERMANENT)
         return
     except ReplicateNotConfigured as exc:
         transitions.fail(attempt_id, str(exc), PERMANENT)

@@ -159,6 +159,9 @@ STAGING_THUMBNAIL_SIZE = env.int("STAGING_THUMBNAIL_SIZE", default=384)
 # How long a signed photo link handed to Replicate stays valid (docs/operations.md#photos-and-outputs):
 # Replicate fetches the photo when the prediction starts, which can be as late as the attempt's deadline.
 STAGING_SIGNED_URL_SECONDS = env.int("STAGING_SIGNED_URL_SECONDS", default=2 * 60 * 60)
+# Longest prompt sent to a model (characters). A template is refused unless its prompt fits with the
+# longest job fields; keep it above the default template's ~2,400 (docs/architecture.md#prompt-templates).
+STAGING_MAX_PROMPT_CHARS = env.int("STAGING_MAX_PROMPT_CHARS", default=4000)
 # Timeout (seconds) of one request to the Replicate API.
 STAGING_REPLICATE_TIMEOUT = env.float("STAGING_REPLICATE_TIMEOUT", default=30.0)
 # Retries: at most this many attempts (paid predictions) per job; exponential backoff between them.

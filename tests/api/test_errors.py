@@ -20,7 +20,7 @@ from models_config import services
 from models_config.models import ModelConfigVersion
 from models_config.registry import REGISTRY, UnknownModelError
 from models_config.schemas import QwenImageEditConfig, field_errors
-from staging.errors import ImageRejected, JobBusyError, JobInputError, ReplicateNotConfigured
+from staging.errors import ImageRejected, JobBusyError, JobInputError, OverrideNotAllowed, ReplicateNotConfigured
 from staging.fetch import FetchRefused
 
 SLUG = "qwen-image-edit"
@@ -93,6 +93,18 @@ CASES = [
         422,
         {"detail": [{"loc": ["body", "config"], "msg": "Only a message.", "type": "value_error"}]},
         id="job-input-message-only",
+    ),
+    pytest.param(
+        JobInputError("Too long.", {"instructions": "Too long."}),
+        422,
+        {"detail": [{"loc": ["body", "instructions"], "msg": "Too long.", "type": "value_error"}]},
+        id="job-input-job-field",
+    ),
+    pytest.param(
+        OverrideNotAllowed(SLUG, ["prompt_template"], ["seed"]),
+        403,
+        {"detail": str(OverrideNotAllowed(SLUG, ["prompt_template"], ["seed"]))},
+        id="override-not-allowed",
     ),
     pytest.param(
         FetchRefused("The image URL has no host."),

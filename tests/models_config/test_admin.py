@@ -87,7 +87,7 @@ def test_pydantic_errors_are_mapped_under_their_inputs(rows, editor_client: Clie
     assert response.status_code == 200
     error_map = widget_config(response)["errorMap"]
     assert "only when size is 'custom'" in error_map["width"][0]
-    assert "Unknown placeholder(s) {room}" in error_map["prompt_template"][0]
+    assert "Found: {room}." in error_map["prompt_template"][0]
     assert ModelConfigVersion.objects.filter(model_config=row).count() == 1
 
 

@@ -35,6 +35,7 @@ def test_optional_enum_and_widget_are_adapted() -> None:
         "maximum": 4096,
         "title": "Width",
         "help_text": "Pixels; only with size 'custom' (then 2048 if empty).",
+        "override": "per_job",
     }
     # the str Enum is inlined, keeping the field's own title and default
     assert props["size"]["enum"] == ["1K", "2K", "4K", "custom"]

@@ -122,7 +122,7 @@ def test_blank_optional_values_from_the_admin_form_mean_unset():
 
 @pytest.mark.parametrize(
     ("template", "fragment"),
-    [("Stage the {room} now", "Unknown placeholder"), ("Stage the {room_type now", "Unbalanced braces")],
+    [("Stage the {room} now", "Found: {room}."), ("Stage the {room_type now", "Found: a lone '{' at character 11.")],
 )
 def test_prompt_template_placeholders_are_checked(template, fragment):
     errors = _errors(QwenImageEditConfig, {"prompt_template": template})

@@ -108,13 +108,13 @@ def test_upload_creates_a_job_that_ends_with_stored_outputs(pipeline, operator_c
         style="scandinavian",
         instructions="a reading chair",
         seed="7",
-        config=json.dumps({"safety_tolerance": 1}),
+        config=json.dumps({"output_format": "jpg"}),
     )
     assert response.status_code == 201, response.content
     body = response.json()
     assert set(body) == JOB_KEYS
     assert (body["model"], body["room_type"], body["style"], body["seed"]) == (MODEL, "bedroom", "scandinavian", 7)
-    assert body["config_override"] == {"safety_tolerance": 1}
+    assert body["config_override"] == {"output_format": "jpg"}
     assert body["status"] in ("queued", "running")
     assert [a["number"] for a in body["attempts"]] == [1] and body["outputs"] == []
     assert body["photo"]["url"] == f"http://testserver{URL}/{body['id']}/original"  # permission-checked

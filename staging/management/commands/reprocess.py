@@ -102,7 +102,7 @@ class Command(BaseCommand):
         with reprocessing.inline_queue() if options["wait"] else contextlib.nullcontext():
             for plan in plans:
                 try:
-                    attempt = services.retry_job(plan.job.pk, override)
+                    attempt = services.retry_job(plan.job.pk, override, policy=services.OPERATOR)
                 except JobInputError as exc:
                     self.stderr.write(f"Job {plan.job.pk}: not reprocessed: {exc}")
                     continue

@@ -105,6 +105,7 @@ class Command(BaseCommand):
                     instructions=options["instructions"],
                     seed=options["seed"],
                     config_override=override,
+                    policy=services.OPERATOR,
                 )
         except ReplicateNotConfigured:
             raise CommandError(NO_TOKEN) from None
