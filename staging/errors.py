@@ -97,9 +97,15 @@ def clamp_wait(seconds: float | None) -> float:
     `OverflowError` from `timedelta` or `time.sleep`.
     """
     limit = max(0.0, float(settings.STAGING_MAX_RETRY_AFTER_SECONDS))
-    if seconds is None or math.isnan(seconds) or seconds <= 0:
+    if seconds is None:
         return 0.0
-    return min(float(seconds), limit)
+    try:
+        value = float(seconds)
+    except OverflowError:  # an int past float's range
+        value = math.inf if seconds > 0 else 0.0
+    if math.isnan(value) or value <= 0:
+        return 0.0
+    return min(value, limit)
 
 
 _WAIT_IN_DETAIL = re.compile(r"~\s*(\d+(?:\.\d+)?)\s*s")
