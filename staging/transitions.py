@@ -138,10 +138,10 @@ def refused(
 
 
 def refused_until_deadline_message(reason: str) -> str:
-    """Why an attempt whose creates were all refused ended at its deadline, for the person who asked."""
+    """Why an attempt whose create was refused or put off until its deadline ended, for the person who asked."""
     minutes = settings.STAGING_ATTEMPT_DEADLINE_SECONDS / 60
     return (
-        f"Replicate did not accept the create within the attempt's {minutes:g} minutes "
+        f"The prediction could not be created within the attempt's {minutes:g} minutes "
         f"(last answer: {reason.removesuffix('; retrying later.').rstrip('.')}). "
         "No prediction ran and nothing was charged; retry the job when Replicate accepts work again."
     )
