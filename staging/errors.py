@@ -6,9 +6,11 @@ attempt, bounded) or `permanent` (fail now). Messages never contain the API toke
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from .models import ErrorClass
@@ -91,19 +93,49 @@ class GatewayError(StagingError):
     def transient(self) -> bool:
         return self.error_class == TRANSIENT
 
+    @property
+    def refused(self) -> bool:
+        """Replicate turned the request away (429, 5xx, never connected): nothing was created, so the same
+        attempt may simply try again later (docs/architecture.md#refused-creates)."""
+        return self.transient and not self.ambiguous
+
+
+class ListTruncated(GatewayError):
+    """Replicate's list of predictions goes on past the pages read: what was looked for may be further back."""
+
+
+def clamp_wait(seconds: float | None) -> float:
+    """A wait in seconds made safe to use: 0 for None, negative or NaN; at most STAGING_MAX_RETRY_AFTER_SECONDS.
+
+    Every wait the pipeline takes from outside (a 429's "~Ns", a Retry-After header) or computes (a
+    backoff, a pacer's slot) passes through here, so "~1000000000000000s" means "the maximum", never an
+    `OverflowError` from `timedelta` or `time.sleep`.
+    """
+    limit = max(0.0, float(settings.STAGING_MAX_RETRY_AFTER_SECONDS))
+    if seconds is None:
+        return 0.0
+    try:
+        value = float(seconds)
+    except OverflowError:  # an int past float's range
+        value = math.inf if seconds > 0 else 0.0
+    if math.isnan(value) or value <= 0:
+        return 0.0
+    return min(value, limit)
+
 
 _WAIT_IN_DETAIL = re.compile(r"~\s*(\d+(?:\.\d+)?)\s*s")
 
 
 def parse_retry_after(detail: str | None, header: str | None = None) -> float | None:
-    """Seconds to wait after a 429: the `Retry-After` header if numeric, else "~30s" in the detail."""
+    """Seconds to wait after a 429, clamped (`clamp_wait`): the `Retry-After` header if numeric, else "~30s"
+    in the detail; None when neither names a wait."""
     if header:
         try:
-            return max(0.0, float(header))
+            return clamp_wait(float(header))
         except ValueError:
             pass
     match = _WAIT_IN_DETAIL.search(detail or "")
-    return float(match.group(1)) if match else None
+    return clamp_wait(float(match.group(1))) if match else None
 
 
 def classify_http_status(status: int, detail: str) -> GatewayError:

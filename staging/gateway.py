@@ -32,7 +32,14 @@ from django.conf import settings
 from django.utils.dateparse import parse_datetime
 from replicate.exceptions import ReplicateError
 
-from .errors import TRANSIENT, GatewayError, ReplicateNotConfigured, classify_http_status
+from .errors import (
+    TRANSIENT,
+    GatewayError,
+    ListTruncated,
+    ReplicateNotConfigured,
+    clamp_wait,
+    classify_http_status,
+)
 from .models import Attempt
 
 logger = logging.getLogger(__name__)
@@ -143,10 +150,37 @@ def get_client() -> replicate.Client:
     cached = getattr(_local, "client", None)
     if cached is None or cached[0] != key:
         timeout = httpx.Timeout(settings.STAGING_REPLICATE_TIMEOUT, connect=5.0)
-        client = replicate.Client(api_token=token, base_url=settings.REPLICATE_BASE_URL, timeout=timeout)
+        transport = RetryAfterClamp(httpx.HTTPTransport())
+        client = replicate.Client(
+            api_token=token, base_url=settings.REPLICATE_BASE_URL, timeout=timeout, transport=transport
+        )
         _local.client = (key, client)
         return client
     return cached[1]
+
+
+class RetryAfterClamp(httpx.BaseTransport):
+    """Clamps a numeric `Retry-After` before the client's retry layer sleeps on it.
+
+    The client retries a GET answered 429/503/504 after sleeping for any digits `Retry-After` names: a
+    huge value would hold the worker for years or raise `OverflowError` in `time.sleep`. Here it becomes
+    at most one request's timeout (and STAGING_MAX_RETRY_AFTER_SECONDS): a read Replicate wants delayed
+    longer is given up, and the next poll or reconcile reads again.
+    """
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self.inner = inner
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.inner.handle_request(request)
+        named = (response.headers.get("Retry-After") or "").strip()
+        if named.isdigit():
+            limit = min(clamp_wait(float(named)), settings.STAGING_REPLICATE_TIMEOUT)
+            response.headers["Retry-After"] = str(int(limit))
+        return response
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 def _translate(exc: Exception, action: str, *, may_have_happened: bool) -> GatewayError:
@@ -223,13 +257,21 @@ def cancel_quietly(prediction_id: str) -> None:
         logger.warning("Could not cancel prediction %s: %s", prediction_id, exc)
 
 
-def iter_recent_predictions(max_pages: int = 5) -> Iterator[Prediction]:
-    """Predictions newest first, following the `next` cursor for at most `max_pages`."""
+def iter_recent_predictions(max_pages: int | None = None) -> Iterator[Prediction]:
+    """Predictions newest first, following the `next` cursor as long as the caller keeps reading.
+
+    At most `max_pages` pages (default STAGING_RECONCILE_MAX_PAGES) are read: a caller that wants more
+    once they are used up gets `ListTruncated` (the list goes on, unread), never a silent end that would
+    look like "not listed".
+    """
+    limit = settings.STAGING_RECONCILE_MAX_PAGES if max_pages is None else max_pages
     path: str | None = "/v1/predictions"
-    for _ in range(max_pages):
-        if not path:
-            return
+    read = 0
+    while path:
+        if read >= limit:
+            raise ListTruncated(f"Replicate's prediction list goes on past the {limit} page(s) read.", TRANSIENT)
         page = _get_json(path, "list predictions")
+        read += 1
         for item in page.get("results") or []:
             try:
                 yield Prediction.from_json(item)

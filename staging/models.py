@@ -277,3 +277,19 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return self.webhook_id
+
+
+class CreatePacer(models.Model):
+    """The pace of creates shared by every worker on every host (`staging/pacer.py`): one row per name.
+
+    `next_slot_at` is when the next create may be sent; `line_ends_at` is when the last attempt put off
+    for a slot comes back. Both move forward by compare-and-set on `version`, never under a lock.
+    """
+
+    name = models.CharField(max_length=50, unique=True)
+    next_slot_at = models.DateTimeField()
+    line_ends_at = models.DateTimeField()
+    version = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.name}: next slot {self.next_slot_at:%H:%M:%S.%f}"

@@ -18,7 +18,7 @@ from django.utils import timezone
 from models_config.registry import get_spec
 
 from . import gateway, services, transitions
-from .errors import TRANSIENT, GatewayError
+from .errors import GatewayError, ListTruncated
 from .gateway import Prediction
 from .models import Attempt
 
@@ -29,7 +29,7 @@ S = Attempt.State
 # (clock skew between us and Replicate).
 CLOCK_SKEW = timedelta(minutes=5)
 
-LOST_MESSAGE = "The request creating the prediction was lost and Replicate lists no prediction for it."
+LOST_MESSAGE = "The request creating the prediction was lost and Replicate lists no prediction for it; sending again."
 
 
 def find_prediction_for(attempt: Attempt) -> Prediction | None:
@@ -37,7 +37,9 @@ def find_prediction_for(attempt: Attempt) -> Prediction | None:
 
     A prediction matches when its webhook URL carries the attempt's token, or (polling mode, no
     webhook) when model and input equal the attempt's recorded input and no other attempt owns it.
-    Pages are read newest first until predictions are older than the attempt's claim.
+    Pages are read newest first until predictions are older than the attempt's claim (less CLOCK_SKEW),
+    however many newer ones a busy account has; `ListTruncated` when STAGING_RECONCILE_MAX_PAGES pages
+    were read before that (then nothing is proven).
     """
     ref = get_spec(attempt.job.model_slug).ref
     oldest = (attempt.submitting_at or attempt.created_at) - CLOCK_SKEW
@@ -68,7 +70,10 @@ def reconcile_attempt(attempt_id: int, *, final: bool) -> str:
 
     - input never recorded -> create was never called: back to queued (same attempt, no cost yet);
     - a matching prediction is listed -> adopt it (never create again);
-    - nothing found and `final` -> fail transiently, which schedules a fresh attempt.
+    - the list could not be read back to the claim (an error, or more pages than
+      STAGING_RECONCILE_MAX_PAGES) -> keep waiting: "not found" is proven only by a complete read;
+    - nothing found and `final` -> "lost": nothing was created, so the same attempt goes back to the
+      queue to be sent again (`transitions.refused`), without using up a paid attempt.
     """
     attempt = Attempt.objects.select_related("job").get(pk=attempt_id)
     if attempt.state != S.SUBMITTING or attempt.prediction_id:
@@ -80,6 +85,9 @@ def reconcile_attempt(attempt_id: int, *, final: bool) -> str:
         return "requeued"
     try:
         prediction = find_prediction_for(attempt)
+    except ListTruncated as exc:
+        logger.warning("Reconcile of attempt %s is still waiting: %s", attempt_id, exc)
+        return "waiting"
     except GatewayError as exc:
         logger.warning("Reconcile of attempt %s could not list predictions: %s", attempt_id, exc)
         return "error"
@@ -91,5 +99,5 @@ def reconcile_attempt(attempt_id: int, *, final: bool) -> str:
         return "adopted"
     if not final:
         return "waiting"
-    transitions.fail(attempt_id, LOST_MESSAGE, TRANSIENT)
+    transitions.refused(attempt_id, LOST_MESSAGE, retry_at=timezone.now(), claimed_at=attempt.submitting_at)
     return "lost"

@@ -14,12 +14,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import IO, Any
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.files.base import ContentFile
 from django.db import transaction
+from django.utils import timezone
 from pydantic import ValidationError
 
 from models_config.builders import DEFAULT_ROOM_TYPE, DEFAULT_STYLE
@@ -36,7 +38,7 @@ from models_config.schemas import (
     restricted_keys,
 )
 
-from . import gateway, images, selectors, storage, transitions
+from . import gateway, images, pacer, selectors, storage, transitions
 from .errors import (
     PERMANENT,
     GatewayError,
@@ -44,10 +46,11 @@ from .errors import (
     JobInputError,
     OverrideNotAllowed,
     ReplicateNotConfigured,
+    clamp_wait,
 )
 from .gateway import Prediction
 from .models import Attempt, ConfigSource, StagingJob
-from .queue import enqueue
+from .queue import enqueue, enqueue_at
 from .transitions import Adoption
 
 logger = logging.getLogger(__name__)
@@ -212,9 +215,13 @@ def cancel_job(job_id: int, reason: str = "Canceled on request.") -> Attempt | N
 def submit_attempt(attempt_id: int) -> None:
     """Claim the attempt, build its input, create its one prediction and save the id at once.
 
-    Safe to run any number of times, concurrently: losers of the claim return without a call.
+    Safe to run any number of times, concurrently: losers of the claim return without a call. The create
+    waits for a slot of the shared pacer (STAGING_CREATE_RATE); a create Replicate refused, or a slot too
+    far off to sleep for, puts the same attempt back in the queue for later
+    (docs/architecture.md#refused-creates).
     """
-    if not transitions.claim(attempt_id):
+    claimed_at = timezone.now()
+    if not transitions.claim(attempt_id, now=claimed_at):
         return
     attempt = Attempt.objects.select_related("job").get(pk=attempt_id)
     job = attempt.job
@@ -237,8 +244,15 @@ def submit_attempt(attempt_id: int) -> None:
         transitions.fail(attempt_id, str(exc), PERMANENT)
         return
     except GatewayError as exc:  # the Files API upload
-        transitions.fail(attempt_id, exc.message, exc.error_class, retry_after=exc.retry_after)
+        _not_created(attempt_id, exc, claimed_at)
         return
+
+    slot = pacer.take_create_slot()
+    if not slot.granted:
+        reason = f"Waiting for a create slot (STAGING_CREATE_RATE={settings.STAGING_CREATE_RATE})."
+        transitions.refused(attempt_id, reason, retry_at=slot.retry_at, claimed_at=claimed_at)
+        return
+    pacer.wait_for(slot)
 
     source = ConfigSource.OVERRIDE if job.config_override else ConfigSource(resolved.active.source)
     recorded = transitions.record_input(
@@ -251,17 +265,38 @@ def submit_attempt(attempt_id: int) -> None:
     if not recorded:
         logger.info("Attempt %s ended before its create; nothing sent", attempt_id)
         return
+    webhook = gateway.webhook_url_for(attempt)
     try:
-        prediction = gateway.create_prediction(spec.ref, resolved.input, gateway.webhook_url_for(attempt))
+        prediction = gateway.create_prediction(spec.ref, resolved.input, webhook)
     except GatewayError as exc:
         if exc.ambiguous:
             # The prediction may exist: look for it (reconcile) instead of creating again.
             logger.warning("Create for attempt %s may have happened (%s); reconciling", attempt_id, exc)
             enqueue("reconcile_attempt", attempt_id)
             return
-        transitions.fail(attempt_id, exc.message, exc.error_class, retry_after=exc.retry_after)
+        _not_created(attempt_id, exc, claimed_at)
         return
-    adopt_prediction(attempt_id, prediction)
+    adopted = adopt_prediction(attempt_id, prediction)
+    if webhook is None and adopted is not None and adopted.state in Attempt.IN_FLIGHT:
+        # Polling mode: the first read of this prediction is due in seconds (docs/architecture.md#wake-ups-on-time).
+        due = timezone.now() + timedelta(seconds=clamp_wait(settings.STAGING_POLL_INTERVAL_SECONDS))
+        enqueue_at("poll_attempt", attempt_id, at=due)
+
+
+def refusal_wait(exc: GatewayError) -> float:
+    """Seconds before a refused request is tried again: the wait a 429 names, else STAGING_RETRY_BASE_SECONDS;
+    clamped (`clamp_wait`)."""
+    return clamp_wait(exc.retry_after if exc.retry_after is not None else settings.STAGING_RETRY_BASE_SECONDS)
+
+
+def _not_created(attempt_id: int, exc: GatewayError, claimed_at: datetime) -> None:
+    """Replicate turned a request of the submit away, so no prediction exists: a refusal (429, 5xx, never
+    connected) puts the same attempt back in the queue, unpaid; a permanent answer fails the attempt."""
+    if exc.refused:
+        retry_at = timezone.now() + timedelta(seconds=refusal_wait(exc))
+        transitions.refused(attempt_id, exc.message, retry_at=retry_at, claimed_at=claimed_at)
+    else:
+        transitions.fail(attempt_id, exc.message, exc.error_class)
 
 
 # --- News about a prediction ---------------------------------------------------------------------

@@ -19,9 +19,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from . import collect, gateway, reconcile, selectors, services, transitions
-from .errors import PERMANENT, GatewayError
+from .errors import PERMANENT, GatewayError, clamp_wait
 from .models import Attempt
-from .queue import enqueue
+from .queue import enqueue, enqueue_at
 
 logger = logging.getLogger(__name__)
 S = Attempt.State
@@ -105,6 +105,27 @@ def poll_in_flight(now: datetime | None = None) -> dict[str, int]:
     return counts
 
 
+def poll_attempt(attempt_id: int, *, now: datetime | None = None) -> Step | None:
+    """A due read of one in-flight prediction (polling mode), then the next one an interval later while it runs.
+
+    Queued as a delayed task after the create (`services.submit_attempt`) and by itself, so a prediction
+    that finishes in seconds is heard of in seconds, not at the next minute's tick
+    (docs/architecture.md#wake-ups-on-time). A read that the scheduled poller made within the last half
+    interval is not repeated; a finished attempt ends the chain.
+    """
+    now = now or timezone.now()
+    attempt = Attempt.objects.filter(pk=attempt_id).first()
+    if attempt is None or attempt.state not in Attempt.IN_FLIGHT:
+        return None
+    interval = clamp_wait(settings.STAGING_POLL_INTERVAL_SECONDS)
+    step = None
+    if attempt.checked_at is None or (now - attempt.checked_at).total_seconds() >= interval / 2:
+        step = advance(attempt, now=now)
+    if Attempt.objects.filter(pk=attempt_id, state__in=Attempt.IN_FLIGHT).exists():
+        enqueue_at("poll_attempt", attempt_id, at=now + timedelta(seconds=interval))
+    return step
+
+
 def poll_while_in_flight(window: float, interval: float) -> dict[str, int]:
     """Poller ticks every `interval` seconds for up to `window` seconds, while anything is in flight.
 
@@ -130,7 +151,11 @@ def enforce_deadlines(now: datetime | None = None) -> int:
     minutes = settings.STAGING_ATTEMPT_DEADLINE_SECONDS / 60
     message = f"The attempt did not finish within {minutes:g} minutes and was canceled. Retry the job."
     for attempt in selectors.past_deadline(now)[: settings.STAGING_POLL_BATCH]:
-        if transitions.fail(attempt.pk, message, PERMANENT, now=now):
+        reason = message
+        if attempt.state == S.QUEUED and attempt.prediction_id is None and attempt.error:
+            # Waiting to send a create that Replicate refused: say so, not "did not finish".
+            reason = transitions.refused_until_deadline_message(attempt.error)
+        if transitions.fail(attempt.pk, reason, PERMANENT, now=now):
             done += 1
             if attempt.prediction_id:
                 gateway.cancel_quietly(attempt.prediction_id)

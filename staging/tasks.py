@@ -24,6 +24,11 @@ def reconcile_attempt(attempt_id: int) -> None:
     reconcile.reconcile_attempt(attempt_id, final=False)
 
 
+def poll_attempt(attempt_id: int) -> None:
+    """Queued for a due read of one in-flight prediction (polling mode); re-queues itself while it runs."""
+    sweeps.poll_attempt(attempt_id)
+
+
 def poll_in_flight() -> dict[str, int]:
     if settings.STAGING_PUBLIC_URL:  # webhooks report progress: only late ones need a look, once
         return sweeps.poll_in_flight()

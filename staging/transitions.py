@@ -26,15 +26,15 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Max, Value
+from django.db.models import Max, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from . import storage
-from .errors import DATA_REMOVED_MESSAGE, PERMANENT, TRANSIENT, classify_prediction_error
+from .errors import DATA_REMOVED_MESSAGE, PERMANENT, TRANSIENT, clamp_wait, classify_prediction_error
 from .gateway import Prediction, PredictionStatus
 from .models import Attempt, ConfigSource
-from .queue import enqueue
+from .queue import enqueue, enqueue_at
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +146,52 @@ def requeue(attempt_id: int) -> bool:
     return bool(won)
 
 
+def refused(
+    attempt_id: int,
+    reason: str,
+    *,
+    retry_at: datetime,
+    claimed_at: datetime | None = None,
+    now: datetime | None = None,
+) -> bool:
+    """submitting -> queued again, due at `retry_at`: the create was refused or put off, and nothing exists
+    at Replicate for this claim (docs/architecture.md#refused-creates).
+
+    The same attempt tries again: a refusal costs nothing, so it never uses up the job's paid attempts
+    (STAGING_MAX_ATTEMPTS); refusals are bounded by the attempt's deadline, kept from its first claim.
+    The recorded input is cleared, so a reconcile can never mistake this claim for one whose create may
+    have happened; `reason` stays in `error` while it waits. `claimed_at` pins the claim the caller
+    examined (a reconcile must not requeue a newer claim). When `retry_at` is not before the deadline the
+    attempt fails now, permanently, saying so. Returns True when the attempt was requeued.
+    """
+    now = now or timezone.now()
+    mine = Attempt.objects.filter(pk=attempt_id, state=S.SUBMITTING, prediction_id__isnull=True)
+    if claimed_at is not None:
+        mine = mine.filter(submitting_at=claimed_at)
+    with transaction.atomic():
+        won = mine.filter(Q(deadline__isnull=True) | Q(deadline__gt=retry_at)).update(
+            state=S.QUEUED, next_retry_at=retry_at, input=None, submitting_at=None, error=reason, error_class=""
+        )
+        if won:
+            enqueue_at("submit_attempt", attempt_id, at=retry_at)
+    if won:
+        _log_change(attempt_id, S.QUEUED, retry_at=retry_at.isoformat(), reason=reason)
+        return True
+    if mine.exists():
+        fail(attempt_id, refused_until_deadline_message(reason), PERMANENT, now=now)
+    return False
+
+
+def refused_until_deadline_message(reason: str) -> str:
+    """Why an attempt whose create was refused or put off until its deadline ended, for the person who asked."""
+    minutes = settings.STAGING_ATTEMPT_DEADLINE_SECONDS / 60
+    return (
+        f"The prediction could not be created within the attempt's {minutes:g} minutes "
+        f"(last answer: {reason.removesuffix('; retrying later.').rstrip('.')}). "
+        "No prediction ran and nothing was charged; retry the job when Replicate accepts work again."
+    )
+
+
 class Adoption(Enum):
     ADOPTED = "adopted"  # the prediction is now this attempt's
     ALREADY = "already"  # it was already recorded on this attempt
@@ -159,7 +205,7 @@ def adopt(attempt_id: int, prediction_id: str, *, now: datetime | None = None) -
     try:
         with transaction.atomic():  # a savepoint: a clash must not break the caller's transaction
             won = Attempt.objects.filter(pk=attempt_id, state=S.SUBMITTING, prediction_id__isnull=True).update(
-                prediction_id=prediction_id, state=S.SUBMITTED, submitted_at=now, checked_at=now
+                prediction_id=prediction_id, state=S.SUBMITTED, submitted_at=now, checked_at=now, error=""
             )
     except IntegrityError:
         logger.error("Prediction %s is recorded on another attempt; not adopting it for %s", prediction_id, attempt_id)
@@ -281,8 +327,8 @@ def fail(
 
 def backoff_seconds(number: int, retry_after: float | None) -> float:
     """Exponential backoff after attempt `number`, never shorter than a 429's named wait."""
-    base = settings.STAGING_RETRY_BASE_SECONDS * (2 ** max(0, number - 1))
-    return max(min(base, settings.STAGING_RETRY_MAX_SECONDS), retry_after or 0.0)
+    base = settings.STAGING_RETRY_BASE_SECONDS * (2 ** min(max(0, number - 1), 32))
+    return clamp_wait(max(min(base, settings.STAGING_RETRY_MAX_SECONDS), clamp_wait(retry_after)))
 
 
 def _schedule_next_attempt(failed: Attempt, retry_after: float | None, now: datetime) -> Attempt | None:
@@ -304,4 +350,6 @@ def _schedule_next_attempt(failed: Attempt, retry_after: float | None, now: date
     )
     if next_at is None:
         enqueue("submit_attempt", attempt.pk)
+    else:
+        enqueue_at("submit_attempt", attempt.pk, at=next_at)  # docs/architecture.md#wake-ups-on-time
     return attempt

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from staging.rates import parse_rate
 from stagingsite.sentry import init_sentry
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -195,6 +196,19 @@ STAGING_TASK_RESULT_RETENTION_DAYS = env.float("STAGING_TASK_RESULT_RETENTION_DA
 STAGING_PURGE_BATCH = env.int("STAGING_PURGE_BATCH", default=500)
 # Bearer token for /metrics (Prometheus); unset: staff sessions only.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# The longest wait honoured or computed anywhere (a 429's "~Ns", a Retry-After header, a backoff): an
+# absurd value is clamped to this instead of parking work for years or overflowing a timedelta.
+STAGING_MAX_RETRY_AFTER_SECONDS = env.float("STAGING_MAX_RETRY_AFTER_SECONDS", default=300.0)
+# Creates sent to Replicate by all workers together, at most ("600/m", "10/s"; 0 or off: unpaced).
+# Keep it at or under the account's limit (600/m; far less for an account low on credit).
+STAGING_CREATE_RATE = env.str("STAGING_CREATE_RATE", default="600/m")
+try:
+    parse_rate(STAGING_CREATE_RATE)
+except ValueError as exc:
+    raise ImproperlyConfigured(f"STAGING_CREATE_RATE: {exc}.") from None
+# Reconcile reads at most this many pages (100 predictions each) of Replicate's list looking for a
+# lost create; past it the attempt keeps waiting instead of being created again.
+STAGING_RECONCILE_MAX_PAGES = env.int("STAGING_RECONCILE_MAX_PAGES", default=100)
 
 # --- Configuration cache ---------------------------------------------------------------------
 # How long a process trusts its cached active config before re-checking the database.

@@ -220,7 +220,7 @@ def test_a_transient_failure_schedules_the_next_attempt_with_backoff(settings, q
     nxt = Attempt.objects.get(job=attempt.job, number=2)
     assert nxt.state == S.QUEUED and nxt.next_retry_at == now + timedelta(seconds=10)
     assert "Retrying as attempt 2" in reload(attempt).error
-    assert queued == []  # not due yet: retry_due starts it
+    assert queued == [("submit_attempt", (nxt.pk,))]  # a delayed task, due at next_retry_at (queue.enqueue_at)
 
 
 def test_a_429_wait_beats_the_backoff(settings):

@@ -1,0 +1,101 @@
+"""Keeping creates under the account's limit (`STAGING_CREATE_RATE`) for all workers together.
+
+Replicate allows an account a number of creates per minute (600; far fewer for an account low on
+credit) and answers 429 above it. Instead of learning the limit from refusals, every worker asks here
+for a slot before it creates: slots are spaced `1 / rate` apart, so no sliding minute ever holds more
+creates than the rate allows (docs/architecture.md#pacing-creates).
+
+The state is one `CreatePacer` row in the database, because every worker on every host must share it
+and the default cache is per process. It moves by compare-and-set (`UPDATE … WHERE version = v`),
+like the attempt transitions: no lock is held while Python runs, and it works the same on SQLite and
+PostgreSQL. At 10 creates a second that is 10 small updates a second.
+
+A worker whose slot is at most `MAX_SLEEP_SECONDS` away sleeps until it; one that would wait longer
+puts the attempt back in the queue for later (`transitions.refused`) instead of holding a worker. Those
+put off join a line (`line_ends_at`) one slot apart, so they come back one at a time rather than all at
+once, each finding a slot free.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from time import sleep
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from .errors import clamp_wait
+from .models import CreatePacer
+from .rates import parse_rate
+
+NAME = "replicate-create"
+MAX_SLEEP_SECONDS = 2.0  # a worker sleeps this long at most for its slot; longer waits go back to the queue
+_CAS_TRIES = 50
+_LONGEST_INTERVAL = 86400.0  # a rate below one a day is treated as one a day (no overflowing timedelta)
+
+
+@dataclass(frozen=True)
+class Slot:
+    """The answer of `take_create_slot`: create after `wait` seconds, or, with `retry_at`, not now."""
+
+    wait: float = 0.0
+    retry_at: datetime | None = None
+
+    @property
+    def granted(self) -> bool:
+        return self.retry_at is None
+
+
+def create_interval() -> float | None:
+    """Seconds between two creates under STAGING_CREATE_RATE; None when creates are not paced."""
+    rate = parse_rate(settings.STAGING_CREATE_RATE)
+    return None if rate is None else min(1.0 / rate, _LONGEST_INTERVAL)
+
+
+def _row(now: datetime) -> CreatePacer:
+    row = CreatePacer.objects.filter(name=NAME).first()
+    if row is not None:
+        return row
+    try:
+        with transaction.atomic():  # a savepoint: losing the race to create it must not break the caller
+            return CreatePacer.objects.create(name=NAME, next_slot_at=now, line_ends_at=now)
+    except IntegrityError:
+        return CreatePacer.objects.get(name=NAME)
+
+
+def take_create_slot(*, now: datetime | None = None, max_sleep: float | None = None) -> Slot:
+    """Reserve the next create slot if it is at most `max_sleep` seconds away, else say when to come back.
+
+    A granted slot is the caller's: it must create after `wait` seconds (`wait_for`) or let the slot go
+    unused; it never gives two callers the same slot.
+    """
+    interval = create_interval()
+    if interval is None:
+        return Slot()
+    now = now or timezone.now()
+    max_sleep = MAX_SLEEP_SECONDS if max_sleep is None else max_sleep
+    step = timedelta(seconds=interval)
+    for _ in range(_CAS_TRIES):
+        row = _row(now)
+        slot = max(row.next_slot_at, now)
+        wait = (slot - now).total_seconds()
+        if wait <= max_sleep:
+            changes = {"next_slot_at": slot + step}
+            answer = Slot(wait=wait)
+        else:
+            back_at = max(row.line_ends_at, slot)
+            changes = {"line_ends_at": back_at + step}
+            # Not clamped: a place in the line is a real wait, bounded by the attempt's deadline (`refused`).
+            answer = Slot(wait=(back_at - now).total_seconds(), retry_at=back_at)
+        if CreatePacer.objects.filter(pk=row.pk, version=row.version).update(version=row.version + 1, **changes):
+            return answer
+    # Every try lost a race: that many workers at once means the slots are taken; come back a slot later.
+    return Slot(wait=interval, retry_at=now + timedelta(seconds=clamp_wait(interval)))
+
+
+def wait_for(slot: Slot) -> None:
+    """Sleep until a granted slot (at most MAX_SLEEP_SECONDS-ish: `take_create_slot` grants no longer)."""
+    if slot.granted and slot.wait > 0:
+        sleep(clamp_wait(slot.wait))
