@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from api.auth import require_perm
 from api.errors import field_error, invalid
-from api.schemas import ErrorOut, ValidationErrorOut
+from api.schemas import WITH_BODY, error_responses
 from models_config.schemas import field_errors
 
 from . import derivatives, fetch, gateway, selectors, services
@@ -180,7 +180,7 @@ def _existing(job_id: int) -> None:
 
 @router.post(
     "",
-    response={201: JobOut, 422: ValidationErrorOut, 503: ErrorOut},
+    response={201: JobOut, **error_responses(*WITH_BODY, 503)},
     summary="Create a staging job from an upload or an image URL",
     openapi_extra=CREATE_JOB_OPENAPI,
 )
@@ -213,7 +213,7 @@ def create_job(request: HttpRequest) -> Status:
     return Status(201, _job_out(request, job.pk))
 
 
-@router.get("/{int:job_id}", response={200: JobOut, 404: ErrorOut}, summary="A job, its attempts and outputs")
+@router.get("/{int:job_id}", response={200: JobOut, **error_responses(404)}, summary="A job, its attempts and outputs")
 def get_job(request: HttpRequest, job_id: int) -> dict[str, Any]:
     require_perm(request, *VIEW_PERMS)
     _existing(job_id)
@@ -222,7 +222,7 @@ def get_job(request: HttpRequest, job_id: int) -> dict[str, Any]:
 
 @router.post(
     "/{int:job_id}/reprocess",
-    response={202: AttemptOut, 404: ErrorOut, 409: ErrorOut, 422: ValidationErrorOut},
+    response={202: AttemptOut, **error_responses(*WITH_BODY, 404, 409)},
     summary="Add a new attempt to a finished job",
     openapi_extra=REPROCESS_OPENAPI,
 )

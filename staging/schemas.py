@@ -15,7 +15,7 @@ from pydantic import AfterValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
 from models_config.builders import DEFAULT_ROOM_TYPE, DEFAULT_STYLE
-from models_config.registry import UnknownModelError, get_spec
+from models_config.registry import REGISTRY, UnknownModelError, get_spec
 
 MAX_SEED = 2**63 - 1  # StagingJob.seed is a BigIntegerField
 
@@ -38,7 +38,10 @@ class JobFieldsIn(Schema):
     model_config = ConfigDict(extra="forbid")
 
     model: Annotated[str, AfterValidator(_registered)] = Field(
-        min_length=1, max_length=100, description="A registered model slug, e.g. flux-kontext-pro."
+        min_length=1,
+        max_length=100,
+        description="A registered model slug, e.g. flux-kontext-pro.",
+        json_schema_extra={"enum": list(REGISTRY)},  # documented from the registry, refused by `_registered`
     )
     room_type: str = Field(DEFAULT_ROOM_TYPE, max_length=100)
     style: str = Field(DEFAULT_STYLE, max_length=100)

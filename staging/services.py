@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from models_config.builders import DEFAULT_ROOM_TYPE, DEFAULT_STYLE
 from models_config.registry import UnknownModelError, get_spec
-from models_config.schemas import describe_errors, error_fields
+from models_config.schemas import describe_errors, field_errors
 
 from . import gateway, images, selectors, storage, transitions
 from .errors import (
@@ -46,8 +46,8 @@ def _check_override(slug: str, override: Mapping[str, Any]) -> None:
     try:
         selectors.resolve_config(slug, override)
     except ValidationError as exc:
-        errors = error_fields(exc.errors())
-        raise JobInputError(f"Invalid config override for {slug}: {describe_errors(exc.errors())}", errors) from None
+        message = f"Invalid config override for {slug}: {describe_errors(exc.errors())}"
+        raise JobInputError(message, field_errors(exc, ("config",))) from None
 
 
 # --- Jobs ---------------------------------------------------------------------------------------
@@ -65,15 +65,15 @@ def create_job(
     """Validate everything, store the photo, create attempt 1 and queue its submission.
 
     Raises `ImageRejected` (bad photo), `JobInputError` (unknown model, invalid override; `.errors`
-    maps fields to messages) or `ReplicateNotConfigured`; in every case nothing is stored.
+    has a `{loc, msg, type}` item per refused field) or `ReplicateNotConfigured`; in every case nothing is stored.
     """
     gateway.require_configured()
     try:
         spec = get_spec(model)
     except UnknownModelError as exc:
-        raise JobInputError(str(exc), {"model": str(exc)}) from None
+        raise JobInputError.about("model", str(exc)) from None
     if config_override is not None and not isinstance(config_override, Mapping):
-        raise JobInputError("The config override must be a JSON object.", {"config_override": "must be an object"})
+        raise JobInputError.about("config", "The config override must be a JSON object.", "dict_type")
     override = dict(config_override) if config_override else None
     if override:
         _check_override(spec.slug, override)
