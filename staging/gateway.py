@@ -30,7 +30,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import replicate
 from django.conf import settings
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 from replicate.exceptions import ReplicateError
 
@@ -57,14 +57,19 @@ class PredictionStatus(StrEnum):
     ABORTED = "aborted"  # ended before it started (e.g. a deadline); the client's own model cannot parse it
 
 
-def _no_nul(value: str) -> str:
-    """PostgreSQL cannot store NUL in text or JSON: a prediction carrying one is refused whole."""
+def _storable(value: str) -> str:
+    """Text the database can store: PostgreSQL refuses NUL, and no driver encodes an unpaired surrogate
+    (JSON's `"\\ud800"`). A prediction carrying either is refused whole, before anything is written."""
     if "\x00" in value:
         raise PydanticCustomError("string_nul", "must not contain NUL characters")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise PydanticCustomError("string_unicode", "must not contain unpaired surrogates") from None
     return value
 
 
-Text = Annotated[str, AfterValidator(_no_nul)]
+Text = Annotated[str, AfterValidator(_storable)]
 
 
 class PredictionMetrics(BaseModel):
@@ -86,7 +91,7 @@ class PredictionJson(BaseModel):
 
     id: Text = Field(min_length=1, max_length=64)
     status: Text
-    output: Text | list[Text] | None = None  # one URL or a list of URLs: every registered model's shape
+    output: Any = None  # one URL or a list of URLs: every registered model's shape (`_urls`)
     error: Text | None = None
     metrics: PredictionMetrics | None = None
     data_removed: bool = False
@@ -94,6 +99,17 @@ class PredictionJson(BaseModel):
     model: Text | None = None
     input: dict[str, Any] | None = None
     created_at: AwareDatetime | None = Field(None, strict=False)  # an ISO 8601 string on the wire
+
+    @field_validator("output")
+    @classmethod
+    def _urls(cls, value: Any) -> Any:
+        """Checked by hand so an error names `output` itself, not the members of a union."""
+        urls = value if isinstance(value, list) else [value] if value is not None else []
+        if not all(isinstance(url, str) for url in urls):
+            raise PydanticCustomError("url_type", "must be a URL or a list of URLs")
+        for url in urls:
+            _storable(url)
+        return value
 
 
 def _shape_problems(exc: ValidationError) -> str:
