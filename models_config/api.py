@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from django.http import HttpRequest
-from ninja import Router, Schema, Status
+from ninja import Path, Router, Schema, Status
 from pydantic import AfterValidator, Field
 
 from api.auth import require_perm
@@ -28,6 +28,9 @@ VIEW_PERMS = ("models_config.view_modelconfig", "models_config.change_modelconfi
 CHANGE_PERM = "models_config.change_modelconfig"
 
 router = Router(tags=["model configuration"])  # authenticated by the API root (api/root.py)
+
+# Documented as an enum of the registry's slugs; another slug is answered 404 by `get_spec`, naming the known ones.
+Slug = Annotated[str, Path(), Field(description="A registered model slug.", json_schema_extra={"enum": list(REGISTRY)})]
 
 
 # --- schemas ------------------------------------------------------------------------------------
@@ -118,7 +121,7 @@ def list_models(request: HttpRequest) -> list[dict[str, Any]]:
 
 
 @router.get("/{slug}/config", response={200: ConfigOut, **error_responses(404)}, summary="The active config")
-def get_config(request: HttpRequest, slug: str) -> dict[str, Any]:
+def get_config(request: HttpRequest, slug: Slug) -> dict[str, Any]:
     require_perm(request, *VIEW_PERMS)
     get_spec(slug)
     return _config_out(slug)
@@ -129,7 +132,7 @@ def get_config(request: HttpRequest, slug: str) -> dict[str, Any]:
     response={201: ConfigOut, **error_responses(*WITH_BODY, 404, 409, conflict=ConflictOut)},
     summary="Save a new version and make it active",
 )
-def put_config(request: HttpRequest, slug: str, payload: ConfigIn) -> Status:
+def put_config(request: HttpRequest, slug: Slug, payload: ConfigIn) -> Status:
     user = require_perm(request, CHANGE_PERM)
     get_spec(slug)
     services.save_version(
@@ -141,7 +144,7 @@ def put_config(request: HttpRequest, slug: str, payload: ConfigIn) -> Status:
 @router.get(
     "/{slug}/config/schema", response={200: dict[str, Any], **error_responses(404)}, summary="The config schema"
 )
-def get_schema(request: HttpRequest, slug: str) -> dict[str, Any]:
+def get_schema(request: HttpRequest, slug: Slug) -> dict[str, Any]:
     """The JSON schema the admin's editor renders (pydantic's, adapted for django-jsonform)."""
     require_perm(request, *VIEW_PERMS)
     get_spec(slug)
@@ -151,7 +154,7 @@ def get_schema(request: HttpRequest, slug: str) -> dict[str, Any]:
 @router.get(
     "/{slug}/config/versions", response={200: list[VersionOut], **error_responses(404)}, summary="Version history"
 )
-def list_versions(request: HttpRequest, slug: str) -> list[dict[str, Any]]:
+def list_versions(request: HttpRequest, slug: Slug) -> list[dict[str, Any]]:
     require_perm(request, *VIEW_PERMS)
     get_spec(slug)
     row = selectors.model_configs().filter(slug=slug).first()
@@ -174,7 +177,7 @@ def list_versions(request: HttpRequest, slug: str) -> list[dict[str, Any]]:
     response={200: ConfigOut, **error_responses(*WITH_BODY, 404, 409, conflict=ConflictOut)},
     summary="Make a version active (rollback)",
 )
-def activate(request: HttpRequest, slug: str, number: int, payload: ActivateIn | None = None) -> Status:
+def activate(request: HttpRequest, slug: Slug, number: int, payload: ActivateIn | None = None) -> Status:
     require_perm(request, CHANGE_PERM)
     get_spec(slug)
     base = payload.base_version if payload else None
