@@ -51,13 +51,21 @@ router = Router(tags=["jobs"])  # authenticated by the API root (api/root.py)
 # --- request parsing ----------------------------------------------------------------------------
 
 
+def _loads(raw: str | bytes) -> Any:
+    """`json.loads`; JSON nested too deeply for the parser (it raises RecursionError) is invalid JSON too."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
 def _parse_multipart(request: HttpRequest) -> tuple[JobFieldsIn, UploadedFile]:
     """Form fields + the `image` file. Empty form fields count as not given (HTML forms send them)."""
     data: dict[str, Any] = {key: value for key, value in request.POST.items() if value != ""}
     errors: list[dict[str, Any]] = []
     if "config" in data:
         try:
-            data["config"] = json.loads(data["config"])
+            data["config"] = _loads(data["config"])
         except ValueError:
             del data["config"]  # reported once, here, not again as "not a dict"
             errors.append(field_error(["body", "config"], "Not valid JSON: send the config override as a JSON object."))
@@ -77,7 +85,7 @@ def _parse_multipart(request: HttpRequest) -> tuple[JobFieldsIn, UploadedFile]:
 
 def _parse_json(request: HttpRequest) -> JobJsonIn:
     try:
-        data = json.loads(request.body or b"null")
+        data = _loads(request.body or b"null")
     except ValueError:
         raise invalid(field_error(["body"], "The body is not valid JSON.", "json_invalid")) from None
     if not isinstance(data, dict):
@@ -98,7 +106,7 @@ def _parse_reprocess(request: HttpRequest) -> ReprocessIn:
     if not request.body.strip():
         return ReprocessIn()
     try:
-        data = json.loads(request.body)
+        data = _loads(request.body)
     except ValueError:
         raise invalid(field_error(["body"], "The body is not valid JSON.", "json_invalid")) from None
     try:

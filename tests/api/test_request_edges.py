@@ -227,3 +227,20 @@ def test_the_same_origin_with_its_token_passes(editor_session) -> None:
     client = editor_session()
     headers = {"X-CSRFToken": client.cookies["csrftoken"].value, "Origin": "http://testserver"}
     assert put_config(client, **headers).status_code == 201
+
+
+def test_json_nested_deeper_than_the_parser_goes_is_invalid_json(api: Client, finished_job, debug) -> None:
+    before = stored()
+    deep = "[" * 100_000
+    for url in ("/api/v1/jobs", f"/api/v1/jobs/{finished_job.pk}/reprocess"):  # parsed by the jobs API itself
+        response = api.post(url, data=deep, content_type="application/json")
+        assert response.status_code == 422, (url, response.content[:300])
+        assert json_answer(response)["detail"] == [
+            {"loc": ["body"], "msg": "The body is not valid JSON.", "type": "json_invalid"}
+        ]
+    response = api.put(CONFIG_URL, data=deep, content_type="application/json")  # parsed by ninja
+    assert (response.status_code, json_answer(response)["detail"][:25]) == (400, "Cannot parse request body")
+    response = api.post("/api/v1/jobs", {"image": upload(), "model": SLUG, "config": deep})
+    assert response.status_code == 422
+    assert [item["loc"] for item in json_answer(response)["detail"]] == [["body", "config"]]
+    assert stored() == before
