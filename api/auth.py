@@ -8,17 +8,25 @@ anonymous → 401, authenticated but not staff or lacking the permission → 403
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.http import HttpRequest
+from django.middleware.csrf import (
+    REASON_BAD_ORIGIN,
+    REASON_CSRF_TOKEN_MISSING,
+    REASON_NO_CSRF_COOKIE,
+    CsrfViewMiddleware,
+)
 from django.utils import timezone
 from ninja.errors import HttpError
 from ninja.security import APIKeyCookie, HttpBearer
-from ninja.utils import check_csrf
 
 from .models import ApiToken
+
+csrf_logger = logging.getLogger("django.security.csrf")  # where Django's own check logs its refusals
 
 
 class BearerTokenAuth(HttpBearer):
@@ -54,12 +62,52 @@ class SessionAuth(APIKeyCookie):
         user = getattr(request, "user", None)
         if "Authorization" in request.headers or user is None or not user.is_authenticated:
             return None
-        if not getattr(request, "_ninja_csrf_exempt", False) and check_csrf(request):
-            raise HttpError(403, "CSRF check failed: send the csrftoken cookie's value in the X-CSRFToken header.")
+        if not getattr(request, "_ninja_csrf_exempt", False):
+            reason = csrf_refusal(request)
+            if reason is not None:
+                raise HttpError(403, csrf_detail(reason))
         return request.COOKIES.get(self.param_name) or "session"
 
     def authenticate(self, request: HttpRequest, key: str | None) -> AbstractBaseUser | None:
         return request.user if key is not None else None
+
+
+class _CsrfCheck(CsrfViewMiddleware):
+    """Django's CSRF check, rule for rule, answering *why* it refused instead of rendering its HTML page."""
+
+    def _reject(self, request: HttpRequest, reason: str) -> str:  # type: ignore[override]
+        csrf_logger.warning("Forbidden (%s): %s", reason, request.path)
+        return reason
+
+
+def _no_view(request: HttpRequest) -> None:
+    """The view `_CsrfCheck` is asked about: not `csrf_exempt`, so the check runs."""
+
+
+def csrf_refusal(request: HttpRequest) -> str | None:
+    """Django's reason for refusing this unsafe request (e.g. "CSRF token missing."), or None when it passes."""
+    check = _CsrfCheck(_no_view)
+    request.csrf_processing_done = False  # type: ignore[attr-defined]
+    check.process_request(request)
+    return check.process_view(request, _no_view, (), {})
+
+
+def csrf_detail(reason: str) -> str:
+    """Django's reason and what to do about it: a foreign Origin is not fixed by sending a token."""
+    if reason.startswith(REASON_BAD_ORIGIN.partition("%s")[0]):
+        hint = (
+            "The request comes from another site: send it from the admin's own origin (a trusted origin is "
+            "listed in DJANGO_CSRF_TRUSTED_ORIGINS), or authenticate with a Bearer token instead of the session."
+        )
+    elif reason.startswith("Referer checking failed"):
+        hint = "Over HTTPS a request without an Origin header must carry a Referer of this site."
+    elif reason == REASON_NO_CSRF_COOKIE:
+        hint = "Open an admin page first so that the csrftoken cookie is set, then send its value in X-CSRFToken."
+    elif reason == REASON_CSRF_TOKEN_MISSING:
+        hint = "Send the csrftoken cookie's value in the X-CSRFToken header."
+    else:  # a token of the wrong format, or one that does not match the cookie
+        hint = "The X-CSRFToken header must be the csrftoken cookie's current value (reload the page if it changed)."
+    return f"CSRF check failed: {reason} {hint}"
 
 
 def api_auth() -> list[Any]:

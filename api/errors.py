@@ -5,10 +5,13 @@ it into a status code. Each handler below names the errors it answers and return
 `install` registers them on a `NinjaAPI`. Ninja picks a handler by the error's class hierarchy, so a
 subclass with its own handler (`JobBusyError` under `JobInputError`) gets its own answer.
 
-The bodies keep ninja's shapes: `{"detail": "message"}`, and for 422 `{"detail": [{loc, msg, type}]}`
-with `loc` starting at `"body"`, as ninja's own request validation reports a bad field. Errors say
-where they point themselves (`ConfigValidationError.loc_prefix`, the keys of `JobInputError.errors`),
-so no handler needs to know which endpoint raised them.
+The bodies keep ninja's shapes: `{"detail": "message"}`, and for every 422 `{"detail": [{loc, msg,
+type}]}` with `loc` starting at `"body"`, as ninja's own request validation reports a bad field (empty
+when no field of the request is to blame). A request that cannot be read at all (a multipart body
+without a boundary, a body over `DATA_UPLOAD_MAX_MEMORY_SIZE`) is a JSON 400 or 413 too, never
+Django's HTML page or, in DEBUG, ninja's traceback. Errors say
+where they point themselves (`ConfigValidationError.loc_prefix`, the `loc` of each of
+`JobInputError.errors`), so no handler needs to know which endpoint raised them.
 """
 
 from __future__ import annotations
@@ -16,12 +19,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.conf import settings
+from django.core.exceptions import (
+    BadRequest,
+    PermissionDenied,
+    RequestDataTooBig,
+    SuspiciousOperation,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
+from django.http import HttpRequest, HttpResponse, UnreadablePostError
+from django.http.multipartparser import MultiPartParserError
 from ninja import NinjaAPI
 from ninja.errors import ValidationError as NinjaValidationError
 
 from models_config.registry import UnknownModelError
+from models_config.schemas import describe_errors
 from models_config.services import ConfigError, ConfigValidationError, UnknownVersionError, VersionConflictError
 from staging.errors import ImageRejected, JobBusyError, JobInputError, OverrideNotAllowed, ReplicateNotConfigured
 from staging.fetch import FetchRefused
@@ -69,13 +82,41 @@ def invalid(*errors: dict[str, Any]) -> NinjaValidationError:
     return NinjaValidationError(list(errors))
 
 
-# The job's own fields, as `JobInputError.errors` may name them; every other key points into the override
-# (so "seed", a config key too, is not listed: the job's seed is checked by the request's schema).
-JOB_FIELDS = ("model", "room_type", "style", "instructions")
-
-
 def _invalid(*errors: dict[str, Any]) -> Answer:
     return 422, {"detail": list(errors)}
+
+
+# --- 400, 413: the request itself cannot be read --------------------------------------------------
+
+
+def body_too_big_detail() -> str:
+    """The answer to a body over Django's in-memory limit: the API's and the webhook's 413."""
+    return (
+        f"The request body is larger than the {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes this service reads "
+        "into memory (DATA_UPLOAD_MAX_MEMORY_SIZE). Send a photo as a multipart file upload: files do not count."
+    )
+
+
+@answers(RequestDataTooBig)
+def body_too_big(request: HttpRequest, exc: RequestDataTooBig) -> Answer:
+    return 413, {"detail": body_too_big_detail()}
+
+
+@answers(MultiPartParserError, UnreadablePostError)
+def body_unreadable(request: HttpRequest, exc: Exception) -> Answer:
+    """A multipart body without a boundary, a truncated one, a client gone mid-upload."""
+    return 400, {"detail": f"The request body could not be read: {exc}"}
+
+
+@answers(TooManyFieldsSent, TooManyFilesSent, BadRequest)
+def bad_request(request: HttpRequest, exc: Exception) -> Answer:
+    return 400, {"detail": str(exc) or "Bad request."}
+
+
+@answers(SuspiciousOperation)
+def suspicious(request: HttpRequest, exc: SuspiciousOperation) -> Answer:
+    """Django refused something in the request as an attack; its message may name server paths, so none."""
+    return 400, {"detail": "The request was refused as malformed."}
 
 
 # --- 403, 404, 409, 503: a message ---------------------------------------------------------------
@@ -129,33 +170,30 @@ def not_configured(request: HttpRequest, exc: ReplicateNotConfigured) -> Answer:
 
 @answers(ConfigError)
 def config_refused(request: HttpRequest, exc: ConfigError) -> Answer:
-    """A config change the service refused for a reason no field of the request explains."""
-    return 422, {"detail": str(exc)}
+    """A config change the service refused for a reason no field of the request explains (`loc` is empty)."""
+    return _invalid(field_error([], str(exc)))
 
 
 @answers(ConfigValidationError)
 def config_invalid(request: HttpRequest, exc: ConfigValidationError) -> Answer:
-    """Per field, under where the config sat in the request; a stored version's errors as one message."""
+    """Per field, under where the config sat in the request. A stored version that no longer validates
+    (`loc_prefix` None) was not sent: its errors have an empty `loc` and name the field in the message."""
     if exc.loc_prefix is None:
-        return config_refused(request, exc)
+        return _invalid(
+            *(
+                field_error([], f"Invalid configuration: {describe_errors([error])}", error["type"])
+                for error in exc.errors
+            )
+        )
     return _invalid(*({**error, "loc": ["body", *exc.loc_prefix, *error["loc"]]} for error in exc.errors))
 
 
 @answers(JobInputError)
 def job_input_invalid(request: HttpRequest, exc: JobInputError) -> Answer:
-    """`JobInputError.errors` maps a job field ("model", "instructions", …), the whole override
-    ("config_override", or "config" for a rule about the whole config) or a dotted path inside the
-    override to a message."""
-    errors = []
-    for field, msg in (exc.errors or {"config": str(exc)}).items():
-        if field in JOB_FIELDS:
-            loc: list[str | int] = ["body", field]
-        elif field in ("config", "config_override"):
-            loc = ["body", "config"]
-        else:
-            loc = ["body", "config", *(int(part) if part.isdigit() else part for part in field.split("."))]
-        errors.append(field_error(loc, msg))
-    return _invalid(*errors)
+    """Each of `JobInputError.errors` under "body" (their `loc` starts at the job's fields, keys and list
+    indexes as pydantic reported them); an error without field errors is about the request as a whole."""
+    errors = exc.errors or [field_error([], str(exc))]
+    return _invalid(*({**error, "loc": ["body", *error["loc"]]} for error in errors))
 
 
 @answers(ImageRejected)

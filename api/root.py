@@ -7,6 +7,8 @@ The docs page loads Swagger UI from django-ninja's own static files (`ninja` is 
 so it works offline, and sends the CSRF token so that a logged-in admin can try requests from it.
 """
 
+from typing import Any
+
 from ninja import NinjaAPI
 
 from models_config.api import router as models_config_router
@@ -15,8 +17,17 @@ from staging.metrics_api import router as metrics_router
 
 from . import errors
 from .auth import api_auth
+from .schemas import describe_errors_in
 
-api = NinjaAPI(urls_namespace="api", title="Virtual staging API", version="1", auth=api_auth())
+
+class StagingAPI(NinjaAPI):
+    """Ninja's root, whose OpenAPI document says what each error status means (`schemas.ERROR_DESCRIPTIONS`)."""
+
+    def get_openapi_schema(self, *args: Any, **kwargs: Any) -> Any:
+        return describe_errors_in(super().get_openapi_schema(*args, **kwargs))
+
+
+api = StagingAPI(urls_namespace="api", title="Virtual staging API", version="1", auth=api_auth())
 errors.install(api)
 api.add_router("/admin/models/", models_config_router)
 api.add_router("/admin/models/", metrics_router)

@@ -167,11 +167,10 @@ class ModelConfigAdmin(admin.ModelAdmin):
         """Changes from version `a` to version `b` (default: the active one)."""
         obj = self._get_allowed(request, object_id, write=False)
         active = obj.active_version.number if obj.active_version_id else None
-        try:
-            old_number = int(request.GET["a"])
-            new_number = int(request.GET.get("b") or active or 0)
-        except (KeyError, ValueError):
-            raise Http404("Give the versions to compare as ?a=N[&b=M].") from None
+        old_number = version_number(request.GET.get("a"))
+        new_number = version_number(request.GET.get("b")) if request.GET.get("b") else (active or 0)
+        if old_number is None or new_number is None:
+            raise Http404("Give the versions to compare as ?a=N[&b=M].")
         diff = version_diff(obj.slug, old_number, new_number)
         if diff is None:
             raise Http404(f"{obj.slug} has no version {old_number} or {new_number}.")
@@ -184,8 +183,11 @@ class ModelConfigAdmin(admin.ModelAdmin):
         if request.method == "POST":
             draft, source = parse_draft(request.POST.get("config")), "the draft in the editor"
         else:
-            number = request.GET.get("version")
-            version = obj.active_version if not number else versions_of(obj.slug).filter(number=number).first()
+            raw = request.GET.get("version")
+            number = version_number(raw)
+            if raw and number is None:
+                raise Http404("Give the version to preview as ?version=N.")
+            version = obj.active_version if not raw else versions_of(obj.slug).filter(number=number).first()
             if version is None:
                 raise Http404("No such version.")
             draft, source = version.config, f"v{version.number}"
@@ -195,15 +197,21 @@ class ModelConfigAdmin(admin.ModelAdmin):
 
     @staticmethod
     def _posted_base(request: HttpRequest) -> tuple[int | None, bool]:
-        raw = request.POST.get("base_version", "")
-        return (int(raw), True) if raw.isdigit() else (None, False)
+        """(base_version, check it): not posted or blank means no check; anything but a number raises."""
+        raw = request.POST.get("base_version", "").strip()
+        if not raw:
+            return None, False
+        number = version_number(raw)
+        if number is None:
+            raise services.ConfigError("The posted base_version is not a version number; reload the page and retry.")
+        return number, True
 
     @method_decorator(require_POST)
     def activate_view(self, request: HttpRequest, object_id: str, number: int) -> HttpResponse:
         """Rollback: make an older version active (optimistic locking on the posted base_version)."""
         obj = self._get_allowed(request, object_id, write=True)
-        base, check = self._posted_base(request)
         try:
+            base, check = self._posted_base(request)
             services.activate_version(obj.slug, number, base_version=base, check_base=check)
         except services.ConfigError as exc:
             messages.error(request, str(exc))
@@ -216,8 +224,8 @@ class ModelConfigAdmin(admin.ModelAdmin):
         """Store the code defaults as a new version (a reset is history too)."""
         obj = self._get_allowed(request, object_id, write=True)
         comment = request.POST.get("comment", "").strip() or services.RESET_COMMENT
-        base, check = self._posted_base(request)
         try:
+            base, check = self._posted_base(request)
             version = services.reset_to_defaults(
                 obj.slug, author=request.user, comment=comment, base_version=base, check_base=check
             )
@@ -226,6 +234,15 @@ class ModelConfigAdmin(admin.ModelAdmin):
         else:
             messages.success(request, f"Saved the code defaults as {obj.slug} v{version.number}.")
         return HttpResponseRedirect(self._url("change", obj))
+
+
+def version_number(raw: str | None) -> int | None:
+    """A version number typed in a URL or posted by a form; None unless it is ASCII digits.
+
+    `int()` alone is not the check: it refuses "²" with a ValueError (a 500 in a view) and reads "٣" as 3.
+    """
+    text = (raw or "").strip()
+    return int(text) if text.isascii() and text.isdigit() else None
 
 
 def parse_draft(raw: str | None) -> Any:

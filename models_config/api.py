@@ -13,11 +13,11 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from django.http import HttpRequest
-from ninja import Router, Schema, Status
+from ninja import Path, Router, Schema, Status
 from pydantic import AfterValidator, Field
 
 from api.auth import require_perm
-from api.schemas import ConflictOut, ErrorOut, ValidationErrorOut
+from api.schemas import WITH_BODY, ConflictOut, error_responses
 
 from . import selectors, services
 from .jsonform import adapted_schema
@@ -28,6 +28,9 @@ VIEW_PERMS = ("models_config.view_modelconfig", "models_config.change_modelconfi
 CHANGE_PERM = CHANGE_CONFIG_PERMISSION
 
 router = Router(tags=["model configuration"])  # authenticated by the API root (api/root.py)
+
+# Documented as an enum of the registry's slugs; another slug is answered 404 by `get_spec`, naming the known ones.
+Slug = Annotated[str, Path(), Field(description="A registered model slug.", json_schema_extra={"enum": list(REGISTRY)})]
 
 
 # --- schemas ------------------------------------------------------------------------------------
@@ -97,7 +100,7 @@ def _config_out(slug: str) -> dict[str, Any]:
 # --- endpoints ----------------------------------------------------------------------------------
 
 
-@router.get("/", response=list[ModelOut], summary="List the configurable models")
+@router.get("/", response={200: list[ModelOut], **error_responses()}, summary="List the configurable models")
 def list_models(request: HttpRequest) -> list[dict[str, Any]]:
     require_perm(request, *VIEW_PERMS)
     rows = {row.slug: row for row in selectors.model_configs()}
@@ -117,8 +120,8 @@ def list_models(request: HttpRequest) -> list[dict[str, Any]]:
     return out
 
 
-@router.get("/{slug}/config", response={200: ConfigOut, 404: ErrorOut}, summary="The active config")
-def get_config(request: HttpRequest, slug: str) -> dict[str, Any]:
+@router.get("/{slug}/config", response={200: ConfigOut, **error_responses(404)}, summary="The active config")
+def get_config(request: HttpRequest, slug: Slug) -> dict[str, Any]:
     require_perm(request, *VIEW_PERMS)
     get_spec(slug)
     return _config_out(slug)
@@ -126,10 +129,10 @@ def get_config(request: HttpRequest, slug: str) -> dict[str, Any]:
 
 @router.put(
     "/{slug}/config",
-    response={201: ConfigOut, 404: ErrorOut, 409: ConflictOut, 422: ValidationErrorOut},
+    response={201: ConfigOut, **error_responses(*WITH_BODY, 404, 409, conflict=ConflictOut)},
     summary="Save a new version and make it active",
 )
-def put_config(request: HttpRequest, slug: str, payload: ConfigIn) -> Status:
+def put_config(request: HttpRequest, slug: Slug, payload: ConfigIn) -> Status:
     user = require_perm(request, CHANGE_PERM)
     get_spec(slug)
     services.save_version(
@@ -138,16 +141,20 @@ def put_config(request: HttpRequest, slug: str, payload: ConfigIn) -> Status:
     return Status(201, _config_out(slug))
 
 
-@router.get("/{slug}/config/schema", response={200: dict[str, Any], 404: ErrorOut}, summary="The config schema")
-def get_schema(request: HttpRequest, slug: str) -> dict[str, Any]:
+@router.get(
+    "/{slug}/config/schema", response={200: dict[str, Any], **error_responses(404)}, summary="The config schema"
+)
+def get_schema(request: HttpRequest, slug: Slug) -> dict[str, Any]:
     """The JSON schema the admin's editor renders (pydantic's, adapted for django-jsonform)."""
     require_perm(request, *VIEW_PERMS)
     get_spec(slug)
     return adapted_schema(slug)
 
 
-@router.get("/{slug}/config/versions", response={200: list[VersionOut], 404: ErrorOut}, summary="Version history")
-def list_versions(request: HttpRequest, slug: str) -> list[dict[str, Any]]:
+@router.get(
+    "/{slug}/config/versions", response={200: list[VersionOut], **error_responses(404)}, summary="Version history"
+)
+def list_versions(request: HttpRequest, slug: Slug) -> list[dict[str, Any]]:
     require_perm(request, *VIEW_PERMS)
     get_spec(slug)
     row = selectors.model_configs().filter(slug=slug).first()
@@ -167,10 +174,10 @@ def list_versions(request: HttpRequest, slug: str) -> list[dict[str, Any]]:
 
 @router.post(
     "/{slug}/config/versions/{number}/activate",
-    response={200: ConfigOut, 404: ErrorOut, 409: ConflictOut, 422: ErrorOut},
+    response={200: ConfigOut, **error_responses(*WITH_BODY, 404, 409, conflict=ConflictOut)},
     summary="Make a version active (rollback)",
 )
-def activate(request: HttpRequest, slug: str, number: int, payload: ActivateIn | None = None) -> Status:
+def activate(request: HttpRequest, slug: Slug, number: int, payload: ActivateIn | None = None) -> Status:
     require_perm(request, CHANGE_PERM)
     get_spec(slug)
     base = payload.base_version if payload else None

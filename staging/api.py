@@ -27,7 +27,7 @@ from pydantic import ValidationError
 
 from api.auth import require_perm
 from api.errors import field_error, invalid
-from api.schemas import ErrorOut, ValidationErrorOut
+from api.schemas import WITH_BODY, error_responses
 from models_config.schemas import field_errors
 
 from . import derivatives, fetch, gateway, media, selectors, services
@@ -62,13 +62,21 @@ FILE_OPENAPI: dict[str, Any] = {
 # --- request parsing ----------------------------------------------------------------------------
 
 
+def _loads(raw: str | bytes) -> Any:
+    """`json.loads`; JSON nested too deeply for the parser (it raises RecursionError) is invalid JSON too."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
 def _parse_multipart(request: HttpRequest) -> tuple[JobFieldsIn, UploadedFile]:
     """Form fields + the `image` file. Empty form fields count as not given (HTML forms send them)."""
     data: dict[str, Any] = {key: value for key, value in request.POST.items() if value != ""}
     errors: list[dict[str, Any]] = []
     if "config" in data:
         try:
-            data["config"] = json.loads(data["config"])
+            data["config"] = _loads(data["config"])
         except ValueError:
             del data["config"]  # reported once, here, not again as "not a dict"
             errors.append(field_error(["body", "config"], "Not valid JSON: send the config override as a JSON object."))
@@ -88,7 +96,7 @@ def _parse_multipart(request: HttpRequest) -> tuple[JobFieldsIn, UploadedFile]:
 
 def _parse_json(request: HttpRequest) -> JobJsonIn:
     try:
-        data = json.loads(request.body or b"null")
+        data = _loads(request.body or b"null")
     except ValueError:
         raise invalid(field_error(["body"], "The body is not valid JSON.", "json_invalid")) from None
     if not isinstance(data, dict):
@@ -109,7 +117,7 @@ def _parse_reprocess(request: HttpRequest) -> ReprocessIn:
     if not request.body.strip():
         return ReprocessIn()
     try:
-        data = json.loads(request.body)
+        data = _loads(request.body)
     except ValueError:
         raise invalid(field_error(["body"], "The body is not valid JSON.", "json_invalid")) from None
     try:
@@ -214,7 +222,7 @@ def _stream(file: FieldFile) -> FileResponse:
 
 @router.post(
     "",
-    response={201: JobOut, 422: ValidationErrorOut, 503: ErrorOut},
+    response={201: JobOut, **error_responses(*WITH_BODY, 503)},
     summary="Create a staging job from an upload or an image URL",
     openapi_extra=CREATE_JOB_OPENAPI,
 )
@@ -248,7 +256,7 @@ def create_job(request: HttpRequest) -> Status:
     return Status(201, _job_out(request, job.pk))
 
 
-@router.get("/{int:job_id}", response={200: JobOut, 404: ErrorOut}, summary="A job, its attempts and outputs")
+@router.get("/{int:job_id}", response={200: JobOut, **error_responses(404)}, summary="A job, its attempts and outputs")
 def get_job(request: HttpRequest, job_id: int) -> dict[str, Any]:
     require_perm(request, *VIEW_PERMS)
     _existing(job_id)
@@ -257,7 +265,7 @@ def get_job(request: HttpRequest, job_id: int) -> dict[str, Any]:
 
 @router.post(
     "/{int:job_id}/reprocess",
-    response={202: AttemptOut, 404: ErrorOut, 409: ErrorOut, 422: ValidationErrorOut},
+    response={202: AttemptOut, **error_responses(*WITH_BODY, 404, 409)},
     summary="Add a new attempt to a finished job",
     openapi_extra=REPROCESS_OPENAPI,
 )
@@ -282,7 +290,7 @@ def reprocess(request: HttpRequest, job_id: int) -> Status:
 
 @router.get(
     "/{int:job_id}/original",
-    response={404: ErrorOut},
+    response=error_responses(404),
     url_name="job-original",
     summary="The job's original photo, as uploaded",
     openapi_extra=FILE_OPENAPI,
@@ -297,7 +305,7 @@ def get_original(request: HttpRequest, job_id: int) -> FileResponse:
 
 @router.get(
     "/{int:job_id}/outputs/{int:index}",
-    response={404: ErrorOut, 422: ValidationErrorOut},
+    response=error_responses(404, 422),
     url_name="job-output",
     summary="One stored output of the job (its `index` in `outputs`)",
     openapi_extra=FILE_OPENAPI,
@@ -310,7 +318,7 @@ def get_output(request: HttpRequest, job_id: int, index: int, label: Literal["no
 
 @router.get(
     "/{int:job_id}/outputs/{int:index}/{kind}",
-    response={404: ErrorOut, 422: ValidationErrorOut},
+    response=error_responses(404, 422),
     url_name="job-output-derivative",
     summary="A file made from a stored output (`thumbnail`)",
     openapi_extra=FILE_OPENAPI,

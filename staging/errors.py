@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -33,11 +35,25 @@ class ImageRejected(StagingError):
 
 
 class JobInputError(StagingError):
-    """Bad job parameters (unknown model, invalid config override, ...). Nothing was stored."""
+    """Bad job parameters (unknown model, invalid config override, ...). Nothing was stored.
 
-    def __init__(self, message: str, errors: dict[str, str] | None = None) -> None:
+    `errors` are `{loc, msg, type}` items (the shape of `models_config.schemas.field_errors`) whose `loc`
+    starts at the job's fields: `["model"]`, `["config"]`, `["config", "image_input", 0]`. A location
+    stays the list pydantic reported, never a dotted string parsed back, so a key stays a string
+    (`"3"`, `"²"`) and only a list index is an int.
+    """
+
+    def __init__(self, message: str, errors: Iterable[Mapping[str, Any]] = ()) -> None:
         super().__init__(message)
-        self.errors = errors or {}  # field -> message, for per-field API answers
+        self.errors: list[dict[str, Any]] = [
+            {"loc": list(error["loc"]), "msg": error["msg"], "type": error.get("type", "value_error")}
+            for error in errors
+        ]
+
+    @classmethod
+    def about(cls, field: str, message: str, type_: str = "value_error") -> JobInputError:
+        """The error of one job field (`"model"`, `"config"`), the message doubling as the field's."""
+        return cls(message, [{"loc": [field], "msg": message, "type": type_}])
 
 
 class JobBusyError(JobInputError):

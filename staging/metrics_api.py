@@ -13,7 +13,7 @@ from ninja import Router, Schema
 from pydantic import Field
 
 from api.auth import require_perm
-from api.schemas import ErrorOut
+from api.schemas import error_responses
 
 from . import metrics
 
@@ -42,7 +42,7 @@ class VersionMetricsOut(Schema):
 
 @router.get(
     "/{slug}/config/metrics",
-    response={200: list[VersionMetricsOut], 404: ErrorOut},
+    response={200: list[VersionMetricsOut], **error_responses(404, 422)},
     summary="Outcomes, times, images and cost per config version",
 )
 def version_metrics(

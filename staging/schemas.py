@@ -15,7 +15,7 @@ from pydantic import AfterValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
 from models_config.builders import DEFAULT_ROOM_TYPE, DEFAULT_STYLE
-from models_config.registry import UnknownModelError, get_spec
+from models_config.registry import REGISTRY, UnknownModelError, get_spec
 from models_config.schemas import MAX_INSTRUCTIONS_CHARS, MAX_ROOM_TYPE_CHARS, MAX_SEED, MAX_STYLE_CHARS, Text
 
 
@@ -37,7 +37,10 @@ class JobFieldsIn(Schema):
     model_config = ConfigDict(extra="forbid")
 
     model: Annotated[str, AfterValidator(_registered)] = Field(
-        min_length=1, max_length=100, description="A registered model slug, e.g. flux-kontext-pro."
+        min_length=1,
+        max_length=100,
+        description="A registered model slug, e.g. flux-kontext-pro.",
+        json_schema_extra={"enum": list(REGISTRY)},  # documented from the registry, refused by `_registered`
     )
     room_type: Text = Field(DEFAULT_ROOM_TYPE, max_length=MAX_ROOM_TYPE_CHARS)
     style: Text = Field(DEFAULT_STYLE, max_length=MAX_STYLE_CHARS)

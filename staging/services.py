@@ -32,7 +32,7 @@ from models_config.schemas import (
     StagingConfig,
     check_prompt,
     describe_errors,
-    error_fields,
+    field_errors,
     per_job_keys,
     render_prompt,
     restricted_keys,
@@ -94,8 +94,8 @@ def _check_override(slug: str, override: Mapping[str, Any]) -> StagingConfig:
     try:
         return selectors.resolve_config(slug, override)[1]
     except ValidationError as exc:
-        errors = error_fields(exc.errors())
-        raise JobInputError(f"Invalid config override for {slug}: {describe_errors(exc.errors())}", errors) from None
+        message = f"Invalid config override for {slug}: {describe_errors(exc.errors())}"
+        raise JobInputError(message, field_errors(exc, ("config",))) from None
 
 
 def _check_prompt(
@@ -110,8 +110,9 @@ def _check_prompt(
         prompt = render_prompt(config.prompt_template, room_type=room_type, style=style, instructions=instructions)
         check_prompt(prompt, settings.STAGING_MAX_PROMPT_CHARS)
     except PromptError as exc:
-        field = "prompt_template" if override and "prompt_template" in override else "instructions"
-        raise JobInputError(f"The prompt for this job cannot be sent: {exc}", {field: str(exc)}) from None
+        loc = ["config", "prompt_template"] if override and "prompt_template" in override else ["instructions"]
+        message = f"The prompt for this job cannot be sent: {exc}"
+        raise JobInputError(message, [{"loc": loc, "msg": str(exc), "type": "value_error"}]) from None
 
 
 # --- Jobs ---------------------------------------------------------------------------------------
@@ -130,16 +131,17 @@ def create_job(
     """Validate everything, store the photo, create attempt 1 and queue its submission.
 
     Raises `ImageRejected` (bad photo), `JobInputError` (unknown model, invalid override, a prompt
-    that cannot be sent; `.errors` maps fields to messages), `OverrideNotAllowed` (the override sets
-    a key `policy` does not allow) or `ReplicateNotConfigured`; in every case nothing is stored.
+    that cannot be sent; `.errors` has a `{loc, msg, type}` item per refused field), `OverrideNotAllowed`
+    (the override sets a key `policy` does not allow) or `ReplicateNotConfigured`; in every case nothing
+    is stored.
     """
     gateway.require_configured()
     try:
         spec = get_spec(model)
     except UnknownModelError as exc:
-        raise JobInputError(str(exc), {"model": str(exc)}) from None
+        raise JobInputError.about("model", str(exc)) from None
     if config_override is not None and not isinstance(config_override, Mapping):
-        raise JobInputError("The config override must be a JSON object.", {"config_override": "must be an object"})
+        raise JobInputError.about("config", "The config override must be a JSON object.", "dict_type")
     override = dict(config_override) if config_override else None
     config = _check_override(spec.slug, override) if override else selectors.resolve_config(spec.slug, None)[1]
     policy.check(spec.slug, override)

@@ -1,11 +1,13 @@
 """The Replicate webhook: verify, deduplicate, apply forward-only, answer fast.
 
-Answers: 400 malformed (missing headers, bad JSON), 401 bad/stale signature, 404 unknown attempt
-token, 200 applied or duplicate. An unknown token gets 404 rather than a silent 200: the message was
+Answers, errors as JSON `{"detail": ...}`: 413 a body over `DATA_UPLOAD_MAX_MEMORY_SIZE`, 400 malformed
+(missing headers, not JSON, or JSON that `gateway.Prediction` does not parse as a prediction: a field of
+the wrong type), 401 bad/stale signature, 404 unknown attempt token, 200 applied or duplicate; a
+refused message changes nothing. An unknown token gets 404 rather than a silent 200: the message was
 signed with our secret, so it is Replicate telling us about a prediction we have no attempt for (a
 deleted job or a restored database); a 404 shows up in Replicate's webhook log, and its redeliveries
-are bounded and harmless. Collection is queued, never done inline. The signature and secret are
-never logged.
+are bounded and harmless. Collection is queued, never done inline. The signature, the secret and the
+attempt token are never logged: log lines name the attempt by its id.
 """
 
 from __future__ import annotations
@@ -18,10 +20,13 @@ import json
 import logging
 import time
 
+from django.core.exceptions import RequestDataTooBig
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
+
+from api.errors import body_too_big_detail
 
 from . import gateway, selectors, services
 from .errors import GatewayError
@@ -69,10 +74,10 @@ def verify_signature(headers, body: bytes, secret: str, *, now: float | None = N
     raise SignatureError(MISMATCH)
 
 
-def _verify(request: HttpRequest, secret: str) -> str:
+def _verify(request: HttpRequest, body: bytes, secret: str) -> str:
     """Verify; on a mismatch try a freshly fetched secret once, in case it was rotated."""
     try:
-        return verify_signature(request.headers, request.body, secret)
+        return verify_signature(request.headers, body, secret)
     except SignatureError as exc:
         if exc.status != 401 or str(exc) != MISMATCH:
             raise
@@ -82,31 +87,45 @@ def _verify(request: HttpRequest, secret: str) -> str:
             raise exc from None
         if fresh == secret:
             raise
-        return verify_signature(request.headers, request.body, fresh)
+        return verify_signature(request.headers, body, fresh)
+
+
+def _refuse(status: int, detail: str) -> JsonResponse:
+    return JsonResponse({"detail": detail}, status=status)
 
 
 @csrf_exempt
 @require_POST
 def replicate_webhook(request: HttpRequest) -> JsonResponse:
+    """Every log line names the attempt by its id: its token is a credential (and is redacted from access logs)."""
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        logger.warning("Webhook rejected (413): the body is over DATA_UPLOAD_MAX_MEMORY_SIZE")
+        return _refuse(413, body_too_big_detail())
     try:
         secret = gateway.webhook_secret()
     except GatewayError as exc:
         logger.error("Webhook rejected: cannot get the webhook secret: %s", exc)
-        return JsonResponse({"error": "webhook secret unavailable"}, status=503)
+        return _refuse(503, "The webhook secret is unavailable; Replicate will deliver again.")
     try:
-        msg_id = _verify(request, secret)
+        msg_id = _verify(request, body, secret)
     except SignatureError as exc:
         logger.warning("Webhook rejected (%s): %s", exc.status, exc)
-        return JsonResponse({"error": str(exc)}, status=exc.status)
+        return _refuse(exc.status, str(exc))
     try:
-        prediction = gateway.Prediction.from_json(json.loads(request.body))
-    except (ValueError, GatewayError):
-        return JsonResponse({"error": "body is not a prediction object"}, status=400)
+        prediction = gateway.Prediction.from_json(json.loads(body))
+    except (ValueError, RecursionError):
+        logger.warning("Webhook %s rejected (400): the body is not JSON", msg_id)
+        return _refuse(400, "The body is not JSON.")
+    except GatewayError as exc:  # JSON, but not a prediction: the same parser as every API answer says why
+        logger.warning("Webhook %s rejected (400): %s", msg_id, exc)
+        return _refuse(400, str(exc))
 
     attempt = selectors.attempt_by_token(gateway.attempt_token_from(request.get_full_path()))
     if attempt is None:
         logger.warning("Webhook %s for prediction %s names no known attempt", msg_id, prediction.id)
-        return JsonResponse({"error": "unknown attempt"}, status=404)
+        return _refuse(404, "No attempt has this webhook URL's token.")
     # One transaction: if applying fails, the delivery row goes too and Replicate's redelivery is applied.
     with transaction.atomic():
         try:
@@ -114,10 +133,14 @@ def replicate_webhook(request: HttpRequest) -> JsonResponse:
                 WebhookDelivery.objects.create(
                     webhook_id=msg_id[:100],
                     attempt=attempt,
-                    prediction_id=prediction.id[:64],
+                    prediction_id=prediction.id,
                     status=prediction.raw_status[:20],
                 )
         except IntegrityError:
+            logger.info("Webhook %s for attempt %s is a duplicate; ignored", msg_id, attempt.pk)
             return JsonResponse({"ok": True, "duplicate": True})
         services.apply_prediction_update(prediction, attempt=attempt)
+    logger.info(
+        "Webhook %s: prediction %s is %s (attempt %s)", msg_id, prediction.id, prediction.raw_status, attempt.pk
+    )
     return JsonResponse({"ok": True})

@@ -10,11 +10,21 @@ import json
 
 import pytest
 from django.contrib.auth.models import User
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import (
+    BadRequest,
+    PermissionDenied,
+    RequestDataTooBig,
+    SuspiciousOperation,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
+from django.http import UnreadablePostError
+from django.http.multipartparser import MultiPartParserError
 from django.test import Client, RequestFactory
 from pydantic import ValidationError
 
 from api import errors
+from api.errors import body_too_big_detail
 from api.root import api
 from models_config import services
 from models_config.models import ModelConfigVersion
@@ -35,6 +45,28 @@ def answer(exc: Exception, content_type: str = "application/json") -> tuple[int,
 
 
 CASES = [
+    pytest.param(RequestDataTooBig("too big"), 413, {"detail": body_too_big_detail()}, id="body-too-big"),
+    pytest.param(
+        MultiPartParserError("Invalid boundary in multipart: None"),
+        400,
+        {"detail": "The request body could not be read: Invalid boundary in multipart: None"},
+        id="multipart",
+    ),
+    pytest.param(
+        UnreadablePostError("connection reset"),
+        400,
+        {"detail": "The request body could not be read: connection reset"},
+        id="unreadable",
+    ),
+    pytest.param(TooManyFieldsSent("Too many fields."), 400, {"detail": "Too many fields."}, id="fields"),
+    pytest.param(TooManyFilesSent("Too many files."), 400, {"detail": "Too many files."}, id="files"),
+    pytest.param(BadRequest(), 400, {"detail": "Bad request."}, id="bad-request"),
+    pytest.param(
+        SuspiciousOperation("Attempted access to '/etc/passwd' denied."),
+        400,
+        {"detail": "The request was refused as malformed."},  # never the server path in the message
+        id="suspicious",
+    ),
     pytest.param(
         UnknownModelError("nope"), 404, {"detail": f"Unknown model 'nope'; known models: {KNOWN}."}, id="slug"
     ),
@@ -53,7 +85,12 @@ CASES = [
         id="conflict-without-version",
     ),
     pytest.param(ReplicateNotConfigured(), 503, {"detail": str(ReplicateNotConfigured())}, id="not-configured"),
-    pytest.param(services.ConfigError("Cannot."), 422, {"detail": "Cannot."}, id="config-error"),
+    pytest.param(
+        services.ConfigError("Cannot."),
+        422,
+        {"detail": [{"loc": [], "msg": "Cannot.", "type": "value_error"}]},
+        id="config-error",
+    ),
     pytest.param(
         services.ConfigValidationError([SEED_ERROR]),
         422,
@@ -69,21 +106,34 @@ CASES = [
     pytest.param(
         services.ConfigValidationError([SEED_ERROR], loc_prefix=None),
         422,
-        {"detail": "Invalid configuration: seed: Input should be a valid integer"},
+        {
+            "detail": [
+                {
+                    "loc": [],
+                    "msg": "Invalid configuration: seed: Input should be a valid integer",
+                    "type": "int_parsing",
+                }
+            ]
+        },
         id="stored-config",
     ),
     pytest.param(
         JobInputError(
             "Invalid job.",
-            {"model": "Unknown.", "config_override": "Not an object.", "image_input.0": "Too long.", "config": "Rule."},
+            [
+                {"loc": ["model"], "msg": "Unknown.", "type": "value_error"},
+                {"loc": ["config"], "msg": "Not an object.", "type": "dict_type"},
+                {"loc": ["config", "image_input", 0], "msg": "Too long.", "type": "string_too_long"},
+                {"loc": ["config", "3", "²"], "msg": "Extra.", "type": "extra_forbidden"},
+            ],
         ),
         422,
         {
             "detail": [
                 {"loc": ["body", "model"], "msg": "Unknown.", "type": "value_error"},
-                {"loc": ["body", "config"], "msg": "Not an object.", "type": "value_error"},
-                {"loc": ["body", "config", "image_input", 0], "msg": "Too long.", "type": "value_error"},
-                {"loc": ["body", "config"], "msg": "Rule.", "type": "value_error"},
+                {"loc": ["body", "config"], "msg": "Not an object.", "type": "dict_type"},
+                {"loc": ["body", "config", "image_input", 0], "msg": "Too long.", "type": "string_too_long"},
+                {"loc": ["body", "config", "3", "²"], "msg": "Extra.", "type": "extra_forbidden"},
             ]
         },
         id="job-input",
@@ -91,7 +141,7 @@ CASES = [
     pytest.param(
         JobInputError("Only a message."),
         422,
-        {"detail": [{"loc": ["body", "config"], "msg": "Only a message.", "type": "value_error"}]},
+        {"detail": [{"loc": ["body"], "msg": "Only a message.", "type": "value_error"}]},
         id="job-input-message-only",
     ),
     pytest.param(
@@ -177,15 +227,18 @@ def test_a_service_refusal_reaches_the_client_as_mapped(root_client, monkeypatch
     monkeypatch.setattr(services, "save_version", refuse)
     body = {"config": {}, "comment": "try", "base_version": 1}
     response = root_client.put(f"/api/v1/admin/models/{SLUG}/config", json.dumps(body), "application/json")
-    assert (response.status_code, response.json()) == (422, {"detail": "The config store is read-only today."})
+    item = {"loc": [], "msg": "The config store is read-only today.", "type": "value_error"}
+    assert (response.status_code, response.json()) == (422, {"detail": [item]})
 
 
-def test_activating_a_version_that_no_longer_validates_is_422_with_a_message(root_client) -> None:
+def test_activating_a_version_that_no_longer_validates_is_422_with_a_list_like_the_rest(root_client) -> None:
     services.save_version(SLUG, {}, author=None, comment="v2")
     ModelConfigVersion.objects.filter(model_config__slug=SLUG, number=1).update(config={"output_quality": 999})
     response = root_client.generic("POST", f"/api/v1/admin/models/{SLUG}/config/versions/1/activate")
     assert response.status_code == 422
-    assert response.json()["detail"].startswith("Invalid configuration: output_quality:")
+    [item] = response.json()["detail"]
+    assert item["loc"] == []  # nothing the request sent is to blame: the stored version is
+    assert item["msg"].startswith("Invalid configuration: output_quality:")
     assert services.selectors.get_active_config(SLUG).version_number == 2
 
 
