@@ -145,7 +145,7 @@ CASES = [
         id="job-input-message-only",
     ),
     pytest.param(
-        JobInputError("Too long.", {"instructions": "Too long."}),
+        JobInputError.about("instructions", "Too long."),
         422,
         {"detail": [{"loc": ["body", "instructions"], "msg": "Too long.", "type": "value_error"}]},
         id="job-input-job-field",
