@@ -138,9 +138,12 @@ def test_serve_starts_web_queue_and_emulator_and_one_signal_stops_them_all(tmp_p
         commands = [_cmdline(pid) for pid in _processes_with(serving.database_url)]
         assert any("gunicorn" in command and "stagingsite/gunicorn.conf.py" in command for command in commands)
         assert any("qcluster" in command for command in commands)
+        assert _answers(serving.url("/healthz?attempt=leaked-token-value"))
         serving.stop(stop_signal)
     assert f"Admin: http://127.0.0.1:{serving.web}/admin/" in output[0]
     assert "emulator" in output[0]
+    assert '"GET /healthz HTTP/1.1" 200' in output[0]  # gunicorn's access log…
+    assert "leaked-token-value" not in output[0]  # …without query strings: the webhook URL's carries a token
 
 
 def _inherit_sigint_ignored_and_stop_signals_blocked() -> None:
