@@ -6,6 +6,12 @@ PY := $(VENV)/bin/python
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
 
+# With nothing set the service runs in production mode (debug off, DJANGO_SECRET_KEY required): `make run`
+# and `make bench` turn development mode on explicitly (`make run DJANGO_DEBUG=false` to try production
+# mode locally); the tests do it in tests/settings.py.
+STATIC_ROOT ?= staticfiles
+STATIC_MANIFEST := $(STATIC_ROOT)/staticfiles.json
+
 # PostgreSQL for the second test run: TEST_DATABASE_URL, or the local server when it answers.
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/staging
 
@@ -23,7 +29,14 @@ $(DEV_STAMP): requirements.txt requirements-dev.txt | $(PY)
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@ $(RUNTIME_STAMP)
 
-run: $(RUNTIME_STAMP)
+# The admin's and the API docs' static files, collected again when the installed packages change, so that
+# the admin looks right with debug off too (WhiteNoise serves STATIC_ROOT).
+$(STATIC_MANIFEST): $(RUNTIME_STAMP)
+	$(PY) manage.py collectstatic --no-input --verbosity 0
+	touch $@
+
+run: export DJANGO_DEBUG ?= true
+run: $(RUNTIME_STAMP) $(STATIC_MANIFEST)
 	$(PY) manage.py migrate --no-input
 	$(PY) manage.py bootstrap
 	$(PY) manage.py serve
@@ -53,6 +66,7 @@ lint: $(DEV_STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
+bench: export DJANGO_DEBUG ?= true
 bench: $(DEV_STAMP)
 	$(PY) -m bench
 

@@ -7,6 +7,9 @@ import sys
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "stagingsite.settings")
+    from stagingsite.startup import load_settings_or_exit
+
+    load_settings_or_exit()  # a missing secret key is one line, not a traceback
     from django.core.management import execute_from_command_line
 
     execute_from_command_line(sys.argv)

@@ -1,8 +1,10 @@
 """Settings, read from the environment (and a `.env` file when present).
 
-Every knob is an environment variable with a safe development default, and README.md's settings
-table lists each one (tests/test_settings_documented.py keeps the two equal). With `DJANGO_DEBUG`
-off the defaults harden so that `manage.py check --deploy` passes (docs/operations.md#production-settings).
+Every knob is an environment variable, and README.md's settings table lists each one
+(tests/stagingsite/test_settings_documented.py keeps the two equal). With nothing set the service runs
+in production mode: `DJANGO_DEBUG` is off, `DJANGO_SECRET_KEY` is required, and the defaults harden so
+that `manage.py check --deploy` passes (docs/operations.md#production-settings). Development mode is
+turned on explicitly (`make run` and the tests set `DJANGO_DEBUG=true`).
 """
 
 from pathlib import Path
@@ -19,7 +21,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
-DEBUG = env.bool("DJANGO_DEBUG", default=True)
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
 
 if DEBUG:
     SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="dev-only-insecure-key-do-not-use-in-production")
@@ -28,9 +30,10 @@ else:
     try:
         SECRET_KEY = env.str("DJANGO_SECRET_KEY")
     except ImproperlyConfigured as exc:
+        # One line, printed without a traceback by manage.py and gunicorn (stagingsite/startup.py).
         raise ImproperlyConfigured(
-            "DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off "
-            "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(50))')."
+            "DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off (generate one with: "
+            "python -c 'import secrets; print(secrets.token_urlsafe(50))'), or set DJANGO_DEBUG=true for development."
         ) from exc
     ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=[])
 
@@ -51,6 +54,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files (the admin's, the API docs') from the app server itself, with debug off too.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -84,9 +89,25 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test_db.sqlite3")}
     # Wait for the writer lock instead of failing at once when the server and the queue write together.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
-else:
-    DATABASES["default"].setdefault("CONN_MAX_AGE", 60)
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A bounded pool per process instead of one persistent connection per thread, so that no load can
+    # exhaust PostgreSQL's max_connections (docs/operations.md#connection-budget). `qcluster`, whose
+    # processes fork, turns it off for itself (stagingsite/database.py).
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # Django refuses persistent connections with a pool
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    DATABASE_POOL_MIN = env.int("DATABASE_POOL_MIN", default=1)
+    DATABASE_POOL_MAX = env.int("DATABASE_POOL_MAX", default=4)
+    if not 0 <= DATABASE_POOL_MIN <= DATABASE_POOL_MAX or DATABASE_POOL_MAX < 1:
+        raise ImproperlyConfigured(
+            f"DATABASE_POOL_MIN ({DATABASE_POOL_MIN}) and DATABASE_POOL_MAX ({DATABASE_POOL_MAX}) must satisfy "
+            "0 <= DATABASE_POOL_MIN <= DATABASE_POOL_MAX and DATABASE_POOL_MAX >= 1."
+        )
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": DATABASE_POOL_MIN,
+        "max_size": DATABASE_POOL_MAX,
+        # A request waits at most this long for a free connection, then fails instead of queueing forever.
+        "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0),
+    }
 
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
@@ -107,12 +128,13 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
 MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(BASE_DIR / "media")))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    # `collectstatic` writes hashed, compressed copies that WhiteNoise serves with far-future caching.
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -230,9 +252,13 @@ Q_CLUSTER = {
 }
 
 # --- Security (production) -------------------------------------------------------------------
+# Trust `X-Forwarded-Proto` only when told that a TLS proxy in front sets it (and overwrites a client's).
+if env.bool("DJANGO_SECURE_PROXY_SSL_HEADER", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Probes of a load balancer or orchestrator talk plain HTTP to the app server itself.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 if not DEBUG:
     SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True

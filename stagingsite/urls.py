@@ -1,4 +1,5 @@
-"""Top-level URLs: the admin, the HTTP API, the Replicate webhook and the signed links to photos.
+"""Top-level URLs: the admin, the HTTP API, the Replicate webhook, the signed links to photos, the health
+probes, the Prometheus metrics and the root page.
 
 Stored files are never served from `MEDIA_URL`, not even in debug: people get them through the
 jobs API (permission checked), Replicate through a signed link (docs/operations.md#photos-and-outputs).
@@ -10,8 +11,12 @@ from django.urls import include, path
 from staging.media import signed_file
 from staging.prometheus import metrics_view
 from staging.webhooks import replicate_webhook
+from stagingsite import views
 
 urlpatterns = [
+    path("", views.root, name="root"),
+    path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("api.urls")),
     path("webhooks/replicate/", replicate_webhook, name="replicate-webhook"),

@@ -1,8 +1,12 @@
 """`manage.py serve`: the whole service in one terminal, as `make run` starts it.
 
-Runs the web server and a `qcluster`, plus the bundled Replicate emulator when no
-REPLICATE_API_TOKEN is set, and stops all of them on Ctrl-C. `qcluster` was seen to hang on
-SIGTERM (docs/operations.md#deploy-order), so every child gets a grace period and then SIGKILL.
+Runs the app server (gunicorn with stagingsite/gunicorn.conf.py) and a `qcluster`, plus the bundled
+Replicate emulator when no REPLICATE_API_TOKEN is set, and stops all of them on Ctrl-C or SIGTERM.
+With debug off it first collects the static files when they are missing or stale. It restores the
+default handling of SIGINT and SIGTERM for itself and its children: started in the background by a
+shell without job control (`nohup make test &`, CI) it inherits SIGINT as ignored, and would never stop.
+`qcluster` was seen to hang on SIGTERM (docs/operations.md#deploy-order), so every child gets a grace
+period and then SIGKILL.
 """
 
 from __future__ import annotations
@@ -19,14 +23,19 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from stagingsite import appserver
+from stagingsite.static_files import collect_if_stale
+
 GRACE_SECONDS = 8.0
+GUNICORN_CONFIG = "stagingsite/gunicorn.conf.py"
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 EMULATOR_TOKEN = "r8_emulator"
 
 
 class Command(BaseCommand):
     help = (
-        "Run the web server and a queue worker (qcluster); with no REPLICATE_API_TOKEN, also the bundled "
-        "Replicate emulator. Ctrl-C stops them all."
+        "Run the app server (gunicorn) and a queue worker (qcluster); with no REPLICATE_API_TOKEN, also the "
+        "bundled Replicate emulator. Ctrl-C or SIGTERM stops them all."
     )
 
     def add_arguments(self, parser: Any) -> None:
@@ -38,22 +47,26 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        # A supervisor's SIGTERM stops everything the same way as Ctrl-C.
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        _take_stop_signals()
         host, port = options["host"], options["port"]
+        try:
+            workers, threads = appserver.workers(), appserver.threads()
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
         _require_free_port(host, port, "the web server", "--port")
         env = os.environ.copy()
         children: list[tuple[str, subprocess.Popen[bytes]]] = []
         try:
+            if not settings.DEBUG and collect_if_stale():
+                self.stdout.write(f"Collected the static files into {settings.STATIC_ROOT}")
             if not settings.REPLICATE_API_TOKEN:
                 children.append(("emulator", self._start_emulator(env, host, port, options)))
             manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
             children.append(("qcluster", _spawn([*manage, "qcluster"], env)))
-            children.append(("web", _spawn([*manage, "runserver", f"{host}:{port}", "--noreload"], env)))
-            self.stdout.write(
-                self.style.SUCCESS(f"Admin: http://{host}:{port}/admin/   API: http://{host}:{port}/api/v1/docs")
-            )
-            self.stdout.write("Press Ctrl-C to stop everything.")
+            children.append(("web", _spawn(_gunicorn_args(host, port), env)))
+            base = f"http://{_url_host(host)}:{port}"
+            self.stdout.write(self.style.SUCCESS(f"Admin: {base}/admin/   API: {base}/api/v1/docs"))
+            self.stdout.write(f"App server: gunicorn, {workers} workers x {threads} threads. Ctrl-C stops everything.")
             _wait_for_first_exit(children)
         except KeyboardInterrupt:
             self.stdout.write("\nStopping…")
@@ -92,6 +105,36 @@ class Command(BaseCommand):
         )
         self.stdout.write(f"No REPLICATE_API_TOKEN set: using the bundled Replicate emulator at {base_url}")
         return proc
+
+
+def _take_stop_signals() -> None:
+    """SIGINT and SIGTERM raise KeyboardInterrupt here, whatever was inherited (ignored, or blocked).
+
+    Python leaves a signal ignored when it started ignored, and a blocked signal stays blocked across
+    exec; once a handler is installed, exec resets it to the default in every child spawned after this.
+    """
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.default_int_handler)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _gunicorn_args(host: str, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--config",
+        str(settings.BASE_DIR / GUNICORN_CONFIG),
+        "--bind",
+        f"{_url_host(host)}:{port}",
+        # Finish requests in flight within serve's own grace period, before it escalates to SIGKILL.
+        "--graceful-timeout",
+        str(int(GRACE_SECONDS) - 2),
+    ]
 
 
 def _require_free_port(host: str, port: int, what: str, flag: str) -> None:

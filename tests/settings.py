@@ -1,0 +1,18 @@
+"""The settings of a test run: the service's own, in development mode, which the tests turn on explicitly.
+
+With nothing set the service runs in production mode (debug off, a secret key required). Tests set
+`DJANGO_DEBUG=true` in the environment before the settings load, so that every child process a test
+starts (`manage.py serve`, `qcluster`) inherits it too; the tests of production mode set their own.
+"""
+
+import os
+
+os.environ["DJANGO_DEBUG"] = "true"
+
+from stagingsite.settings import *  # noqa: F403
+
+# Django's test runner turns DEBUG off, and the manifest storage then wants `collectstatic`'s manifest for
+# every `{% static %}`: tests render templates from the source files instead, as development does.
+STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True
