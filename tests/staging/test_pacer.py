@@ -55,7 +55,9 @@ def test_a_malformed_create_rate_stops_the_start_with_one_clear_line():
         timeout=60,
     )
     assert result.returncode != 0
-    assert "ImproperlyConfigured: STAGING_CREATE_RATE: 'lots' is not a rate" in result.stderr.strip().splitlines()[-1]
+    assert result.stderr.strip().splitlines() == [
+        "error: STAGING_CREATE_RATE: 'lots' is not a rate; write it like 600/m, 10/s or 36000/h (0 or off: no limit)."
+    ]
 
 
 def test_slots_are_spaced_by_the_rate_and_long_waits_join_a_line(settings):
