@@ -161,6 +161,7 @@ def running_stack(emu: Emulator, **extra_env: str) -> Iterator[Stack]:
             "DJANGO_DEBUG": "false",
             "DJANGO_SECRET_KEY": secrets.token_urlsafe(40),
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "DJANGO_SECURE_SSL_REDIRECT": "false",  # plain HTTP on loopback: no TLS proxy in front here
             "Q_WORKERS": "2",
             "LOG_LEVEL": "WARNING",
             **extra_env,
