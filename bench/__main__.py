@@ -7,7 +7,7 @@ import os
 import sys
 import tempfile
 
-BENCHMARKS = ["config_read", "pipeline", "soak", "memory"]
+BENCHMARKS = ["config_read", "pipeline", "soak", "memory", "throughput", "own_cost"]
 
 
 def main(argv: list[str]) -> int:
