@@ -74,6 +74,13 @@ class ConfigIn(Schema):
     )
 
 
+class ConfigPatchIn(ConfigIn):
+    config: dict[str, Any] = Field(
+        description="The keys to change (JSON merge patch): a value replaces, null returns the key to its code "
+        "default, keys left out keep their active values."
+    )
+
+
 class ActivateIn(Schema):
     base_version: int | None = Field(None, description="When given, 409 unless this is still the active version.")
 
@@ -133,11 +140,27 @@ def get_config(request: HttpRequest, slug: Slug) -> dict[str, Any]:
     summary="Save a new version and make it active",
 )
 def put_config(request: HttpRequest, slug: Slug, payload: ConfigIn) -> Status:
+    """Replace the whole config (keys left out take the code defaults)."""
     user = require_perm(request, CHANGE_PERM)
     get_spec(slug)
-    services.save_version(
-        slug, payload.config, author=user, comment=payload.comment, base_version=payload.base_version, check_base=True
-    )
+    return _saved(slug, services.save_version, payload, user)
+
+
+@router.patch(
+    "/{slug}/config",
+    response={201: ConfigOut, **error_responses(*WITH_BODY, 404, 409, conflict=ConflictOut)},
+    summary="Change some keys of the active config (JSON merge patch) as a new version",
+)
+def patch_config(request: HttpRequest, slug: Slug, payload: ConfigPatchIn) -> Status:
+    """`config` is merged into the active config (RFC 7396: `null` removes a key, so its code default
+    applies); keys left out keep their values."""
+    user = require_perm(request, CHANGE_PERM)
+    get_spec(slug)
+    return _saved(slug, services.patch_version, payload, user)
+
+
+def _saved(slug: str, save: Any, payload: ConfigIn, user: Any) -> Status:
+    save(slug, payload.config, author=user, comment=payload.comment, base_version=payload.base_version, check_base=True)
     return Status(201, _config_out(slug))
 
 

@@ -144,6 +144,48 @@ def save_version(
         return _create_version(row, normalised, author=author, comment=comment)
 
 
+def merge_patch(target: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """RFC 7396 JSON merge patch: keys in `patch` replace, `null` removes (the code default then applies),
+    objects merge key by key; keys left out keep their value."""
+    merged = dict(target)
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = merge_patch(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def patch_version(
+    slug: str,
+    patch: Mapping[str, Any],
+    *,
+    author: AbstractBaseUser | None,
+    comment: str,
+    base_version: int | None = None,
+    check_base: bool = False,
+) -> ModelConfigVersion:
+    """Save the active config with `patch` merged in (`merge_patch`) as the next version: a change of a
+    few keys, without restating (or silently resetting) the others. Same checks as `save_version`."""
+    with transaction.atomic():
+        row = _lock_row(slug)  # held until the save: nobody changes the config between read and write
+        current = (
+            row.active_version.config
+            if row.active_version_id
+            else get_spec(slug).default_config().model_dump(mode="json")
+        )
+        return save_version(
+            slug,
+            merge_patch(current, patch),
+            author=author,
+            comment=comment,
+            base_version=base_version,
+            check_base=check_base,
+        )
+
+
 def activate_version(slug: str, number: int, *, base_version: int | None = None, check_base: bool = False):
     """Make an existing version active again (rollback). Copies nothing: history stays linear.
 

@@ -214,5 +214,44 @@ def test_openapi_document_and_docs_are_served() -> None:
         "/api/v1/admin/models/{slug}/config/versions/{number}/activate",
     ):
         assert path in document["paths"], path
-    assert set(document["paths"]["/api/v1/admin/models/{slug}/config"]) == {"get", "put"}
+    assert set(document["paths"]["/api/v1/admin/models/{slug}/config"]) == {"get", "put", "patch"}
     assert client.get("/api/v1/docs").status_code == 200
+
+
+def patch(client: Client, body: dict, slug: str = SLUG):
+    return client.patch(f"{BASE}/{slug}/config", json.dumps(body), content_type="application/json")
+
+
+def test_patch_changes_only_the_keys_it_names(rows, editor_client: Client) -> None:
+    put(
+        editor_client,
+        {"config": {**defaults(), "output_quality": 70, "go_fast": False}, "comment": "v2", "base_version": 1},
+    )
+    response = patch(editor_client, {"config": {"output_quality": 80}, "comment": "sharper", "base_version": 2})
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["version"] == 3
+    assert body["config"] == {**defaults(), "output_quality": 80, "go_fast": False}  # go_fast kept, not reset
+    assert versions() == 3
+
+
+def test_patch_null_returns_a_key_to_its_code_default(rows, editor_client: Client) -> None:
+    put(editor_client, {"config": {**defaults(), "output_quality": 70}, "comment": "v2", "base_version": 1})
+    response = patch(editor_client, {"config": {"output_quality": None}, "comment": "back", "base_version": 2})
+    assert response.status_code == 201 and response.json()["config"] == defaults()
+
+
+def test_patch_is_validated_and_conflict_checked_like_put(rows, editor_client: Client) -> None:
+    bad = patch(editor_client, {"config": {"output_quality": 101}, "comment": "too much", "base_version": 1})
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["loc"] == ["body", "config", "output_quality"]
+    stale = patch(editor_client, {"config": {"output_quality": 50}, "comment": "late", "base_version": 7})
+    assert stale.status_code == 409
+    assert versions() == 1
+
+
+def test_merge_patch_follows_rfc_7396() -> None:
+    target = {"a": 1, "b": {"c": 2, "d": 3}, "e": [1, 2]}
+    patched = services.merge_patch(target, {"a": None, "b": {"c": None, "x": 4}, "e": [3], "f": "new"})
+    assert patched == {"b": {"d": 3, "x": 4}, "e": [3], "f": "new"}
+    assert target == {"a": 1, "b": {"c": 2, "d": 3}, "e": [1, 2]}  # the input is not changed
