@@ -283,6 +283,23 @@ def reprocess(request: HttpRequest, job_id: int) -> Status:
     return Status(202, _attempt_out(attempt))
 
 
+@router.post(
+    "/{int:job_id}/cancel",
+    response={200: JobOut, **error_responses(404, 409)},
+    summary="Cancel the job's unfinished attempt (also at Replicate)",
+)
+def cancel(request: HttpRequest, job_id: int) -> Status:
+    """Stops paying for the job: its unfinished attempt is canceled here and, when a prediction runs, at
+    Replicate. 409 when nothing is unfinished (the job keeps what it delivered)."""
+    user = require_perm(request, CHANGE_PERM)
+    _existing(job_id)
+    attempt = services.cancel_job(job_id, reason=f"Canceled through the API by {user.get_username()}.")
+    if attempt is None or attempt.state != Attempt.State.CANCELED:
+        status = selectors.get_job(job_id).derived_status
+        return Status(409, {"detail": f"Job {job_id} is {status}: nothing to cancel."})
+    return Status(200, _job_out(request, job_id))
+
+
 # --- files --------------------------------------------------------------------------------------
 # Stored files are only readable here (staff with the job view permission) and, for Replicate, through
 # a signed link (docs/operations.md#photos-and-outputs); the admin's images link here too.

@@ -428,3 +428,28 @@ def test_reprocess_body_must_be_json(configured, operator_client) -> None:
     bad = operator_client.post(f"{URL}/{job_id}/reprocess", {"config": [1]}, "application/json")
     assert locs(bad) == [("body", "config")]
     assert Attempt.objects.filter(job_id=job_id).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cancel_stops_an_unfinished_job(pipeline, operator_client, make_job, monkeypatch):
+    from django_q.conf import Conf
+
+    monkeypatch.setattr(Conf, "SYNC", False)  # the submit waits in the queue: the job stays unfinished
+    job = make_job()
+    response = operator_client.post(f"{URL}/{job.pk}/cancel")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["status"] == "canceled" and body["attempts"][0]["state"] == "canceled"
+    assert "through the API" in body["attempts"][0]["error"]
+    again = operator_client.post(f"{URL}/{job.pk}/cancel")
+    assert again.status_code == 409 and "nothing to cancel" in again.json()["detail"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cancel_needs_the_change_permission_and_a_job(pipeline, make_job, make_user):
+    from tests.fixtures.users import logged_in
+
+    viewer = logged_in(make_user("watcher", "view_stagingjob"))
+    job = make_job()
+    assert viewer.post(f"{URL}/{job.pk}/cancel").status_code == 403
+    assert logged_in(make_user("boss", "change_stagingjob")).post(f"{URL}/999999/cancel").status_code == 404
