@@ -106,6 +106,19 @@ class Deployment:
         """Tasks each cluster's workers started (django-q logs "… processing <task> …" at INFO)."""
         return {c.name: c.log_text().count(" processing ") for c in self.clusters}
 
+    def warm_up(self, timeout: float = 60) -> None:
+        """Wait until both clusters have run a task: the crash must hit a host that was working, and no
+        run should pay for the start-up. RuntimeError with the logs if one never does."""
+
+        def both_ran() -> bool:
+            if all(self.tasks_run().values()):
+                return True
+            async_task("staging.tasks.retry_due")
+            return False
+
+        if not wait_until(both_ran, timeout, step=0.5):
+            raise RuntimeError(f"a qcluster ran no task within {timeout:g} s:\n{self.logs()}")
+
 
 @contextmanager
 def deployment(emu: Emulator, base_env: dict[str, str], log_dir: Path, workers: int = 2) -> Iterator[Deployment]:
@@ -184,13 +197,14 @@ def drive(
     """Seconds until every attempt of the jobs is terminal (None on timeout), ticking every `tick_every` s.
 
     With a `victim`, that cluster is SIGKILLed (the whole process group, as a host dies) once
-    `kill_threshold` attempts are mid-way, and started again once another attempt has ended (or 5 s
-    later): the other cluster carries on alone meanwhile.
+    `kill_threshold` attempts are mid-way and it has taken tasks of this run, and started again once
+    another attempt has ended (or 5 s later): the other cluster carries on alone meanwhile.
     """
     began = time.monotonic()
     next_tick = began + tick_every
     crash = Crash()
     ended_at_kill = 0
+    victim_ran = victim.log_text().count(" processing ") if victim is not None else 0  # tasks before this run
 
     def ended() -> int:
         return Attempt.objects.filter(job_id__in=job_ids, state__in=Attempt.TERMINAL).count()
@@ -207,7 +221,8 @@ def drive(
                 .exclude(state__in=Attempt.TERMINAL)
                 .values_list("state", flat=True)
             )
-            if sum(n for state, n in open_states.items() if state in Attempt.RUNNING) >= kill_threshold(len(job_ids)):
+            running = sum(n for state, n in open_states.items() if state in Attempt.RUNNING)
+            if running >= kill_threshold(len(job_ids)) and victim.log_text().count(" processing ") > victim_ran:
                 victim.kill()
                 crash.open_by_state, crash.killed_after = open_states, now - began
                 ended_at_kill = ended()

@@ -52,6 +52,7 @@ def test_soak_under_faults_with_two_clusters_and_a_crash(emulator: Emulator, sub
     emulator.set_faults(**soak.FAULTS)
     since = timezone.now()
     with soak.deployment(emulator, subprocess_env, tmp_path) as service:
+        service.warm_up()
         job_ids = soak.create_jobs(JOBS, image_bytes())
         elapsed, crash = soak.drive(job_ids, TIMEOUT, TICK_SECONDS, victim=service.clusters[1])
         emulator.wait_for_webhooks(timeout=5)  # let late duplicates land: they must change nothing
