@@ -198,7 +198,7 @@ def drive(
 
     With a `victim`, that cluster is SIGKILLed (the whole process group, as a host dies) once
     `kill_threshold` attempts are mid-way and it has taken tasks of this run, and started again once
-    another attempt has ended (or 5 s later): the other cluster carries on alone meanwhile.
+    it has been down 2 s and another attempt has ended (or after 5 s): the other cluster carries on alone meanwhile.
     """
     began = time.monotonic()
     next_tick = began + tick_every
@@ -228,7 +228,8 @@ def drive(
                 ended_at_kill = ended()
                 return False
         elif victim is not None and crash.restarted_after is None:
-            if ended() > ended_at_kill or now - began - (crash.killed_after or 0) >= 5:
+            down = now - began - (crash.killed_after or 0)
+            if (down >= 2 and ended() > ended_at_kill) or down >= 5:
                 victim.start()
                 crash.restarted_after = now - began
             return False
