@@ -1,15 +1,23 @@
-"""The soak under faults as a benchmark: what the faults cost, beside the same jobs without them.
+"""The soak under faults as a benchmark: what the faults and a lost host cost, beside the same jobs without them.
 
 The scenario and its invariants are the soak test's (`bench/scenarios/soak.py`), so the numbers
-printed here come from runs that also proved what docs/architecture.md#never-pay-twice promises. A REAL `qcluster` child
-(2 workers) runs against the bench's SQLite database; this process serves the webhooks and the photos
-(Django's threaded WSGI server on a free loopback port, STAGING_PUBLIC_URL pointing at it) and drives
-the scheduled tasks every SOAK_TICK seconds (why: see the scenario's docstring).
+printed here come from runs that also proved what docs/architecture.md#never-pay-twice promises. The
+deployment is production's shape: gunicorn (stagingsite/gunicorn.conf.py, 2 workers) as
+STAGING_PUBLIC_URL, so webhooks and photo links go through the app server, and TWO real `qcluster`
+children (2 workers each) on one PostgreSQL database, as two hosts. This process creates the jobs
+and drives the scheduled tasks every SOAK_TICK seconds (why: see the scenario's docstring).
 
-Two runs on one cluster and one emulator, SOAK_JOBS jobs each (default 40) over every registry model:
-- baseline: no faults;
-- faults: the soak's mix (failed and moderated predictions, create 503/429, lost create answers, lost
-  and duplicated webhooks), seeded (SOAK_SEED).
+PostgreSQL: `python -m bench` runs on a throw-away SQLite database, so this benchmark makes a
+throw-away PostgreSQL database of its own on the server of SOAK_DATABASE_URL (default
+postgres://postgres@127.0.0.1:5432/postgres), runs itself there in a child
+and drops it afterwards; with no server reachable it says so in one line and skips.
+
+Two runs on one deployment and one emulator, SOAK_JOBS jobs each (default 40; `SOAK_JOBS=200` for
+issue 8's soak) over every registry model:
+- baseline: no faults, no crash;
+- faults: the soak's mix (create 500/429, transient and moderated predictions, lost create answers,
+  lost and duplicated webhooks), seeded (SOAK_SEED), and host-b SIGKILLed while attempts are in flight,
+  then started again.
 Both have the same jittered latency (0.3-1.0 s), so the ratios isolate the cost of the faults: wall
 time, attempts per job (extra paid attempts come only from failed predictions) and latency.
 """
@@ -18,65 +26,46 @@ from __future__ import annotations
 
 import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
+import psycopg
 from django.conf import settings
-from django.core.handlers.wsgi import WSGIHandler
-from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
-from django.urls import re_path
+from django.db import connection
 from django.utils import timezone
-from django.views.static import serve
-from django_q.models import Task
-from django_q.tasks import async_task
 
 from bench.scenarios import soak
-from bench.scenarios.qcluster import QCluster
 from models_config import services as config_services
 from replicate_emulator import Emulator
-from staging.emulation import emulator_environ, emulator_settings
-from stagingsite.urls import urlpatterns as project_urlpatterns
-from tests.fixtures.loopback import loopback_server
 from tests.fixtures.photos import image_bytes
-from tests.fixtures.waiting import wait_until
 
 JOBS = int(os.environ.get("SOAK_JOBS", "40"))
 TICK = float(os.environ.get("SOAK_TICK", "2"))
-TIMEOUT = 150.0
+TIMEOUT = max(150.0, 2.0 * JOBS)
 
-# The in-process server's URLs: the project's plus the photos, which the emulator fetches by URL.
-urlpatterns = [*project_urlpatterns, re_path(r"^media/(?P<path>.*)$", serve, {"document_root": settings.MEDIA_ROOT})]
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # one line per webhook would bury the results
-        pass
-
-
-def _web_server() -> AbstractContextManager[str]:
-    """Django on a free loopback port in threads of this process; yields its base URL."""
-    return loopback_server(_QuietHandler, ThreadedWSGIServer, WSGIHandler())
+DEFAULT_SERVER = "postgres://postgres@127.0.0.1:5432/postgres"
+# The child on the scratch database: Django set up and migrated before this module is imported there.
+CHILD = (
+    "import django; django.setup(); from django.core.management import call_command; "
+    "call_command('migrate', verbosity=0); from bench import soak; soak.run()"
+)
 
 
-def _warm_up(cluster: QCluster) -> None:
-    """Wait until the cluster has run one task, so neither run pays for its start-up."""
-    task_id = async_task("staging.tasks.retry_due")
-    if not wait_until(lambda: Task.objects.filter(id=task_id).exists(), timeout=60):
-        raise RuntimeError(f"qcluster ran no task within 60 s:\n{cluster.logs()}")
-
-
-def _one_run(emu: Emulator, photo: bytes, faults: dict[str, Any]) -> dict[str, Any]:
+def _one_run(emu: Emulator, photo: bytes, faults: dict[str, Any], victim: soak.QCluster | None) -> dict[str, Any]:
     emu.reset()
     emu.set_faults(**faults)
     since = timezone.now()
     began = time.perf_counter()
     job_ids = soak.create_jobs(JOBS, photo)
-    elapsed = soak.wait_terminal(job_ids, TIMEOUT, TICK)
+    elapsed, crash = soak.drive(job_ids, TIMEOUT, TICK, victim=victim)
     wall = time.perf_counter() - began
     emu.wait_for_webhooks(timeout=5)
-    found = soak.check(emu, job_ids, since)
+    found = soak.check(emu, job_ids, since, crash)
     attempts = sum(found.attempts_by_state.values())
     reached = found.creates - found.orphans  # attempts that got a prediction (checked against the DB)
     quantiles = statistics.quantiles(found.latencies, n=20) if len(found.latencies) > 1 else [float("nan")] * 19
@@ -94,7 +83,10 @@ def _one_run(emu: Emulator, photo: bytes, faults: dict[str, Any]) -> dict[str, A
 
 
 def _report(baseline: dict[str, Any], faulted: dict[str, Any]) -> None:
-    print(f"soak: {JOBS} jobs over every model, real qcluster (2 workers), webhooks, tick {TICK:g} s, seed {soak.SEED}")
+    print(
+        f"soak: {JOBS} jobs over every model, gunicorn (2 workers) + 2 qclusters (2 workers each) on PostgreSQL, "
+        f"webhooks, tick {TICK:g} s, seed {soak.SEED}"
+    )
     columns = [
         ("wall s", "wall", "8.2f"),
         ("jobs/s", "jobs_per_s", "8.2f"),
@@ -115,26 +107,51 @@ def _report(baseline: dict[str, Any], faulted: dict[str, Any]) -> None:
             print(f"  {line}" if line.startswith("  ") else line)
 
 
-def run() -> None:
+def _run_here() -> None:
+    """Both runs on this process's database (PostgreSQL)."""
     config_services.ensure_config_rows()
     photo = image_bytes(size=(640, 480), quality=90)
-    log_dir = Path(settings.MEDIA_ROOT).parent
+    log_dir = Path(tempfile.mkdtemp(prefix="staging-soak-logs-"))
+    base_env = {**os.environ, "DATABASE_URL": os.environ["DATABASE_URL"], "MEDIA_ROOT": str(settings.MEDIA_ROOT)}
     emu = soak.make_emulator("r8_bench_soak").start()
     try:
-        with _web_server() as public_url:
-            values = {"STAGING_PUBLIC_URL": public_url, **soak.PIPELINE_SETTINGS}
-            env = {**os.environ, **emulator_environ(emu, **values), "Q_WORKERS": "2", "LOG_LEVEL": "INFO"}
-            cluster = QCluster(env, log_dir)
-            with emulator_settings(emu, ROOT_URLCONF=__name__, **values):
-                cluster.start()
-                try:
-                    _warm_up(cluster)
-                    baseline = _one_run(emu, photo, {})
-                    faulted = _one_run(emu, photo, soak.FAULTS)
-                finally:
-                    cluster.stop()
+        with soak.deployment(emu, base_env, log_dir) as service:
+            service.warm_up()
+            baseline = _one_run(emu, photo, {}, victim=None)
+            faulted = _one_run(emu, photo, soak.FAULTS, victim=service.clusters[1])
+            tasks_run = service.tasks_run()
     finally:
         emu.stop()
     _report(baseline, faulted)
+    print(f"  tasks run by each cluster: {tasks_run}")
     if baseline["found"].violations or faulted["found"].violations:
-        print(f"  qcluster logs: {log_dir}/qcluster-*.log")
+        print(f"  logs (gunicorn, host-a-*, host-b-*): {log_dir}")
+
+
+def _server_and_scratch(server_url: str) -> tuple[str, str]:
+    """The maintenance URL to create/drop from, and the scratch database's URL on the same server."""
+    parts = urlsplit(server_url)
+    scratch = f"staging_soak_{os.getpid()}"
+    return urlunsplit(parts._replace(path="/postgres")), urlunsplit(parts._replace(path=f"/{scratch}"))
+
+
+def run() -> None:
+    """On PostgreSQL run here; else in a child on a throw-away PostgreSQL database (see the module docstring)."""
+    if connection.vendor == "postgresql":
+        _run_here()
+        return
+    maintenance, scratch_url = _server_and_scratch(os.environ.get("SOAK_DATABASE_URL", DEFAULT_SERVER))
+    scratch = urlsplit(scratch_url).path.lstrip("/")
+    try:
+        with psycopg.connect(maintenance, autocommit=True, connect_timeout=5) as admin:
+            admin.execute(f'CREATE DATABASE "{scratch}"')
+    except psycopg.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"soak: skipped, it needs PostgreSQL (SOAK_DATABASE_URL: a server to create a database on): {first}")
+        return
+    try:
+        env = {**os.environ, "DATABASE_URL": scratch_url, "MEDIA_ROOT": tempfile.mkdtemp(prefix="staging-soak-media-")}
+        subprocess.run([sys.executable, "-c", CHILD], env=env, cwd=settings.BASE_DIR, check=False)
+    finally:
+        with psycopg.connect(maintenance, autocommit=True, connect_timeout=5) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')

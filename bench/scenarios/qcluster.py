@@ -13,17 +13,22 @@ from django.conf import settings
 
 
 class QCluster:
-    """A real `manage.py qcluster` child in its own process group, stopped SIGTERM → 5 s → SIGKILL."""
+    """A real `manage.py qcluster` child in its own process group, stopped SIGTERM → 5 s → SIGKILL.
 
-    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+    `name` tells several clusters in one log directory apart (the soak runs two, as two hosts would):
+    each start writes `<name>-<n>.log`.
+    """
+
+    def __init__(self, env: dict[str, str], log_dir: Path, name: str = "qcluster") -> None:
         self.env = env
         self.log_dir = log_dir
+        self.name = name
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
     def start(self) -> QCluster:
         self.starts += 1
-        log = (self.log_dir / f"qcluster-{self.starts}.log").open("wb")
+        log = (self.log_dir / f"{self.name}-{self.starts}.log").open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "qcluster"],
             env=self.env,
@@ -33,6 +38,10 @@ class QCluster:
             start_new_session=True,
         )
         return self
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def kill(self) -> None:
         """SIGKILL the whole group at once: a crash, nothing gets to clean up."""
@@ -53,5 +62,9 @@ class QCluster:
                 os.killpg(self.proc.pid, signal.SIGKILL)  # also reaps workers left behind
             self.proc.wait(timeout=10)
 
+    def log_text(self) -> str:
+        """Everything this cluster wrote, over all its starts."""
+        return "\n".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob(f"{self.name}-*.log")))
+
     def logs(self) -> str:
-        return "\n".join(p.read_text(errors="replace")[-4000:] for p in sorted(self.log_dir.glob("qcluster-*.log")))
+        return "\n".join(p.read_text(errors="replace")[-4000:] for p in sorted(self.log_dir.glob(f"{self.name}-*.log")))
