@@ -14,10 +14,9 @@ from pydantic import Field
 
 from api.auth import require_perm
 from api.schemas import error_responses
+from models_config.api import VIEW_PERMS  # whoever may read a config may read how it did
 
 from . import metrics
-
-VIEW_PERMS = ("models_config.view_modelconfig", "models_config.change_modelconfig")
 
 router = Router(tags=["model configuration"])
 
