@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from pydantic_core import PydanticCustomError, PydanticKnownError
 
@@ -39,6 +40,25 @@ class ModelConfig(models.Model):
     slug = models.SlugField(max_length=100, unique=True)
     active_version = models.ForeignKey(
         "ModelConfigVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    # Canary: a candidate version tried on `canary_share` of the jobs (docs/architecture.md#canary).
+    candidate_version = models.ForeignKey(
+        "ModelConfigVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    canary_share = models.DecimalField(
+        max_digits=4,
+        decimal_places=3,
+        default=0,
+        validators=[MinValueValidator(0), MaxValueValidator(1)],
+        help_text="Share of jobs (0 to 1) sent to the candidate version.",
+    )
+    daily_spend_limit = models.DecimalField(
+        max_digits=10,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text="USD per day for this model; empty: no cap of its own (the overall cap still applies).",
     )
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -86,3 +106,55 @@ class ModelConfigVersion(models.Model):
     def author_name(self) -> str | None:
         """Who saved it; None for the versions the system made (the first one, from the code defaults)."""
         return self.author.get_username() if self.author_id else None
+
+
+class ConfigEvent(models.Model):
+    """One audited change of what a model runs or may spend: who, when, why.
+
+    Versions record what was saved; events record every move of a pointer (activate, reset, canary
+    start, promote, stop) and every spend-limit change, so the config page shows one history that
+    answers "why did this model behave differently since Tuesday" (docs/architecture.md#audit).
+    Events are append-only, like versions.
+    """
+
+    class Kind(models.TextChoices):
+        SAVE = "save", "saved and activated"
+        ACTIVATE = "activate", "activated"
+        RESET = "reset", "reset to defaults"
+        CANARY_START = "canary_start", "canary started"
+        CANARY_PROMOTE = "canary_promote", "canary promoted"
+        CANARY_STOP = "canary_stop", "canary stopped"
+        SPEND_LIMIT = "spend_limit", "spend limit changed"
+
+    model_config = models.ForeignKey(ModelConfig, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    version = models.ForeignKey(
+        ModelConfigVersion,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The version the change points at (the one activated, the candidate, ...).",
+    )
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    comment = models.CharField(max_length=COMMENT_MAX_LENGTH, blank=True, default="")
+    data = models.JSONField(default=dict, blank=True, help_text="What changed: the share, the old and new limit.")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.model_config.slug}: {self.get_kind_display()}"
+
+    def save(self, *args, **kwargs) -> None:
+        if self.pk is not None and not self._state.adding:
+            raise ValidationError("An audit event is history; record a new one instead.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValidationError("Audit events are history and cannot be deleted.")
+
+    @property
+    def actor_name(self) -> str | None:
+        return self.actor.get_username() if self.actor_id else None

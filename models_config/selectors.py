@@ -21,7 +21,7 @@ from django.db.models import QuerySet
 from pydantic import ValidationError
 
 from .builders import StagingRequest
-from .models import ModelConfig, ModelConfigVersion
+from .models import ConfigEvent, ModelConfig, ModelConfigVersion
 from .registry import get_spec
 from .schemas import MAX_PROMPT_CHARS_CONTEXT, StagingConfig, describe_errors, field_errors
 
@@ -137,6 +137,11 @@ def versions_of(slug: str) -> QuerySet[ModelConfigVersion]:
 
 def get_version(slug: str, number: int) -> ModelConfigVersion | None:
     return versions_of(slug).filter(number=number).first()
+
+
+def events_of(slug: str) -> QuerySet[ConfigEvent]:
+    """The one audit history of a model, newest first (docs/architecture.md#audit)."""
+    return ConfigEvent.objects.filter(model_config__slug=slug).select_related("actor", "version")
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from pydantic_core import PydanticCustomError, PydanticKnownError
 
 from . import selectors
-from .models import ModelConfig, ModelConfigVersion, clean_comment
+from .models import ConfigEvent, ModelConfig, ModelConfigVersion, clean_comment
 from .registry import REGISTRY, get_spec
 from .schemas import describe_errors, field_errors
 
@@ -247,3 +247,26 @@ def _activate(row: ModelConfig, version: ModelConfigVersion) -> None:
     row.save(update_fields=["active_version", "updated_at"])
     logger.info("Activated %s v%s", row.slug, version.number)
     transaction.on_commit(lambda: selectors.invalidate(row.slug))
+
+
+def record_event(
+    row: ModelConfig,
+    kind: ConfigEvent.Kind,
+    *,
+    actor: AbstractBaseUser | None,
+    comment: str = "",
+    version: ModelConfigVersion | None = None,
+    data: Mapping[str, Any] | None = None,
+) -> ConfigEvent:
+    """Append one audit event (docs/architecture.md#audit). Call it inside the transaction that makes
+    the change, so a change and its event are stored together or not at all."""
+    event = ConfigEvent.objects.create(
+        model_config=row,
+        kind=kind,
+        actor=actor if actor is not None and actor.is_authenticated else None,
+        comment=comment,
+        version=version,
+        data=dict(data or {}),
+    )
+    logger.info("Config event %s on %s (v%s)", kind, row.slug, version.number if version else "-")
+    return event

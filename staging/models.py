@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 import uuid
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Case, CharField, Exists, OuterRef, Q, Subquery, Value, When
 
@@ -86,6 +87,14 @@ class StagingJob(models.Model):
     instructions = models.TextField(blank=True, default="")
     seed = models.BigIntegerField(null=True, blank=True)
     config_override = models.JSONField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Who asked for it (empty: a command or the system); decides who may see it.",
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -117,6 +126,13 @@ class StagingJob(models.Model):
     def sent_photo(self):
         """The file whose URL (or upload) goes to Replicate."""
         return self.input_photo if self.input_photo else self.photo
+
+
+class Arm(models.TextChoices):
+    """Which config pointer an attempt followed (docs/architecture.md#canary)."""
+
+    ACTIVE = "active"
+    CANDIDATE = "candidate"
 
 
 class ErrorClass(models.TextChoices):
@@ -160,6 +176,7 @@ class Attempt(models.Model):
     )
     config = models.JSONField(null=True, blank=True, help_text="The validated config actually used.")
     config_source = models.CharField(max_length=20, choices=ConfigSource.choices, blank=True, default="")
+    arm = models.CharField(max_length=10, choices=Arm.choices, default=Arm.ACTIVE)
     input = models.JSONField(null=True, blank=True, help_text="The exact input sent to Replicate.")
     prediction_id = models.CharField(max_length=64, null=True, blank=True, unique=True)
     replicate_status = models.CharField(max_length=20, blank=True, default="")
