@@ -13,6 +13,7 @@ from ninja import NinjaAPI
 
 from models_config.api import router as models_config_router
 from staging.api import router as jobs_router
+from staging.listings_api import router as listings_router
 from staging.metrics_api import router as metrics_router
 
 from . import errors
@@ -32,3 +33,4 @@ errors.install(api)
 api.add_router("/admin/models/", models_config_router)
 api.add_router("/admin/models/", metrics_router)
 api.add_router("/jobs", jobs_router)
+api.add_router("/listings", listings_router)

@@ -30,7 +30,7 @@ from api.errors import field_error, invalid
 from api.schemas import WITH_BODY, error_responses
 from models_config.schemas import field_errors
 
-from . import derivatives, fetch, gateway, media, selectors, services
+from . import derivatives, fetch, gateway, listings, media, selectors, services
 from .models import Attempt, DerivativeKind, StagedImage, StagingJob
 from .schemas import (
     CREATE_JOB_OPENAPI,
@@ -151,7 +151,7 @@ def _attempt_out(attempt: Attempt) -> dict[str, Any]:
     }
 
 
-def _job_out(request: HttpRequest, job_id: int) -> dict[str, Any]:
+def job_out(request: HttpRequest, job_id: int) -> dict[str, Any]:
     """The job read fresh (status derived in SQL), with its attempts and stored outputs."""
     job = selectors.get_job(job_id)
     attempts = job.attempts.select_related("config_version").order_by("number")
@@ -165,6 +165,7 @@ def _job_out(request: HttpRequest, job_id: int) -> dict[str, Any]:
         "instructions": job.instructions,
         "seed": job.seed,
         "config_override": job.config_override,
+        "listing": job.listing_id,
         "photo": {
             "url": _url(request, "job-original", job_id=job.pk),
             "width": job.photo_width,
@@ -243,24 +244,29 @@ def create_job(request: HttpRequest) -> Status:
                 ["body"], "Send multipart/form-data with an `image` file, or application/json with `image_url`."
             )
         )
+    listing, style, seed = None, fields.style, fields.seed
+    if fields.listing is not None:
+        sent_style = fields.style if "style" in fields.model_fields_set else None
+        listing, style, seed = listings.fields_for_job(fields.listing, fields.model, sent_style, fields.seed)
     job = services.create_job(
         image_file,
         fields.model,
         room_type=fields.room_type,
-        style=fields.style,
+        style=style,
         instructions=fields.instructions,
-        seed=fields.seed,
+        seed=seed,
         config_override=fields.config,
         policy=services.OverridePolicy.of(user),
+        listing=listing,
     )
-    return Status(201, _job_out(request, job.pk))
+    return Status(201, job_out(request, job.pk))
 
 
 @router.get("/{int:job_id}", response={200: JobOut, **error_responses(404)}, summary="A job, its attempts and outputs")
 def get_job(request: HttpRequest, job_id: int) -> dict[str, Any]:
     require_perm(request, *VIEW_PERMS)
     _existing(job_id)
-    return _job_out(request, job_id)
+    return job_out(request, job_id)
 
 
 @router.post(
@@ -297,7 +303,7 @@ def cancel(request: HttpRequest, job_id: int) -> Status:
     if attempt is None or attempt.state != Attempt.State.CANCELED:
         status = selectors.get_job(job_id).derived_status
         return Status(409, {"detail": f"Job {job_id} is {status}: nothing to cancel."})
-    return Status(200, _job_out(request, job_id))
+    return Status(200, job_out(request, job_id))
 
 
 # --- files --------------------------------------------------------------------------------------
@@ -327,10 +333,16 @@ def get_original(request: HttpRequest, job_id: int) -> FileResponse:
     summary="One stored output of the job (its `index` in `outputs`)",
     openapi_extra=FILE_OPENAPI,
 )
-def get_output(request: HttpRequest, job_id: int, index: int, label: Literal["none"] = "none") -> FileResponse:
-    """`label=none` (the default): the clean output as Replicate made it."""
+def get_output(
+    request: HttpRequest, job_id: int, index: int, label: Literal["none", "default"] = "none"
+) -> FileResponse:
+    """`label=none` (the default): the clean output as Replicate made it; `label=default`: a copy with the
+    disclosure label, made from the clean file on first request (docs/architecture.md#disclosure-labels)."""
     require_perm(request, *VIEW_PERMS)
-    return _stream(_output(job_id, index).file)
+    image = _output(job_id, index)
+    if label == "default":
+        return _stream(derivatives.make_derivative(image, DerivativeKind.LABELLED).file)
+    return _stream(image.file)
 
 
 @router.get(

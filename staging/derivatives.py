@@ -1,4 +1,4 @@
-"""Files made from a stored output (thumbnail; the disclosure label comes next), and their removal.
+"""Files made from a stored output (thumbnail, disclosure-labelled copy), and their removal.
 
 A derivative is always made from the clean stored file, which is never modified, so every kind can be
 remade from it at any time (docs/architecture.md, data model). Each kind is one maker function in
@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from . import images, storage
 from .models import Derivative, DerivativeKind, StagedImage
@@ -34,6 +35,57 @@ def maker(kind: DerivativeKind) -> Callable[[Maker], Maker]:
 @maker(DerivativeKind.THUMBNAIL)
 def thumbnail(image: StagedImage, source: Image.Image) -> bytes:
     return images.thumbnail_bytes(source, settings.STAGING_THUMBNAIL_SIZE)
+
+
+# The label's text never gets smaller than this, however small the image (docs/architecture.md#disclosure-labels).
+MIN_LABEL_TEXT_PX = 10
+
+
+@dataclass(frozen=True)
+class LabelLayout:
+    """Where the disclosure label goes on an image of a given size: the box, the text's origin and font."""
+
+    box: tuple[int, int, int, int]  # left, top, right, bottom (right and bottom exclusive)
+    text_origin: tuple[int, int]
+    font: ImageFont.FreeTypeFont | ImageFont.ImageFont
+
+
+def label_layout(width: int, height: int) -> LabelLayout:
+    """The label scaled with the image (text height = STAGING_LABEL_SIZE x width), so that it keeps the
+    same share of a thumbnail as of the full photo, in the corner STAGING_LABEL_POSITION names.
+
+    Pillow's built-in scalable font draws it, so no system font is needed.
+    """
+    text = settings.STAGING_LABEL_TEXT
+    font = ImageFont.load_default(size=max(MIN_LABEL_TEXT_PX, round(width * settings.STAGING_LABEL_SIZE)))
+    left, top, right, bottom = ImageDraw.Draw(Image.new("L", (1, 1))).textbbox((0, 0), text, font=font)
+    pad = max(2, round((bottom - top) * 0.4))
+    box_w, box_h = min(width, right - left + 2 * pad), min(height, bottom - top + 2 * pad)
+    vertical, horizontal = settings.STAGING_LABEL_POSITION.split("-")
+    x0 = pad if horizontal == "left" else width - box_w - pad
+    y0 = pad if vertical == "top" else height - box_h - pad
+    x0, y0 = max(0, x0), max(0, y0)
+    return LabelLayout(box=(x0, y0, x0 + box_w, y0 + box_h), text_origin=(x0 + pad - left, y0 + pad - top), font=font)
+
+
+@maker(DerivativeKind.LABELLED)
+def labelled(image: StagedImage, source: Image.Image) -> bytes:
+    """The output with the "Virtually Staged" disclosure drawn on a copy; outside the label's box every pixel
+    is the clean file's (lossless PNG when the output is PNG). Never sent anywhere but to whoever downloads it."""
+    layout = label_layout(*source.size)
+    base = source.convert("RGBA")
+    overlay = Image.new("RGBA", base.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(overlay)
+    x0, y0, x1, y1 = layout.box
+    draw.rectangle((x0, y0, x1 - 1, y1 - 1), fill=(0, 0, 0, round(255 * settings.STAGING_LABEL_OPACITY)))
+    draw.text(layout.text_origin, settings.STAGING_LABEL_TEXT, font=layout.font, fill=(255, 255, 255, 255))
+    marked = Image.alpha_composite(base, overlay).convert("RGB")
+    buffer = io.BytesIO()
+    if source.format == "PNG" or image.content_type == "image/png":
+        marked.save(buffer, "PNG")
+    else:
+        marked.save(buffer, "JPEG", quality=92)
+    return buffer.getvalue()
 
 
 def by_kind(image: StagedImage) -> dict[str, Derivative]:

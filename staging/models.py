@@ -70,6 +70,29 @@ class StagingJobQuerySet(models.QuerySet):
         )
 
 
+class Listing(models.Model):
+    """The photos of one property, staged alike: one style, model and seed (docs/architecture.md#listings).
+
+    The jobs hold what each photo was staged with; a listing's fields say what its next "stage all" or
+    "reprocess all" uses, and change only through `staging.listings`.
+    """
+
+    name = models.CharField(max_length=200)
+    style = models.CharField(max_length=100, default=DEFAULT_STYLE)
+    model_slug = models.SlugField(max_length=100)
+    seed = models.BigIntegerField(null=True, blank=True, help_text="Shared by every photo, where the model has one.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class StagingJob(models.Model):
     uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     photo = models.FileField(upload_to=original_upload_to, max_length=300, help_text="The original upload, untouched.")
@@ -87,6 +110,7 @@ class StagingJob(models.Model):
     instructions = models.TextField(blank=True, default="")
     seed = models.BigIntegerField(null=True, blank=True)
     config_override = models.JSONField(null=True, blank=True)
+    listing = models.ForeignKey(Listing, null=True, blank=True, on_delete=models.PROTECT, related_name="jobs")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -258,6 +282,7 @@ class DerivativeKind(models.TextChoices):
     """The files made from a stored output (`staging.derivatives` holds one maker per kind)."""
 
     THUMBNAIL = "thumbnail"
+    LABELLED = "labelled"  # the "Virtually Staged" disclosure (docs/architecture.md#disclosure-labels)
 
 
 class Derivative(models.Model):

@@ -49,6 +49,9 @@ class JobFieldsIn(Schema):
     config: dict[str, Any] | None = Field(
         None, description="A partial config override for this job; keys left out take the active version's values."
     )
+    listing: int | None = Field(
+        None, ge=1, description="A listing's id: the job takes its style and seed, and must use its model."
+    )
 
 
 class JobJsonIn(JobFieldsIn):
@@ -110,6 +113,7 @@ class JobOut(Schema):
     instructions: str
     seed: int | None
     config_override: dict[str, Any] | None
+    listing: int | None = Field(description="The listing the photo belongs to, if any.")
     photo: PhotoOut
     created_at: datetime
     updated_at: datetime

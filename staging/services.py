@@ -49,7 +49,7 @@ from .errors import (
     clamp_wait,
 )
 from .gateway import Prediction
-from .models import Attempt, ConfigSource, StagingJob
+from .models import Attempt, ConfigSource, Listing, StagingJob
 from .queue import enqueue, enqueue_at
 from .transitions import Adoption
 
@@ -127,8 +127,11 @@ def create_job(
     seed: int | None = None,
     config_override: Mapping[str, Any] | None = None,
     policy: OverridePolicy = PER_JOB_ONLY,
+    listing: Listing | None = None,
 ) -> StagingJob:
     """Validate everything, store the photo, create attempt 1 and queue its submission.
+
+    `listing` only files the job under it; `staging.listings` decides what a listing's photos share.
 
     Raises `ImageRejected` (bad photo), `JobInputError` (unknown model, invalid override, a prompt
     that cannot be sent; `.errors` has a `{loc, msg, type}` item per refused field), `OverrideNotAllowed`
@@ -156,6 +159,7 @@ def create_job(
         instructions=instructions,
         seed=seed,
         config_override=override,
+        listing=listing,
         photo_width=checked.width,
         photo_height=checked.height,
     )

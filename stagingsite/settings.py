@@ -179,6 +179,23 @@ STAGING_FETCH_ALLOW_PRIVATE = env.bool("STAGING_FETCH_ALLOW_PRIVATE", default=Fa
 STAGING_MAX_OUTPUT_BYTES = env.int("STAGING_MAX_OUTPUT_BYTES", default=50 * 1024 * 1024)
 STAGING_DOWNLOAD_TIMEOUT = env.float("STAGING_DOWNLOAD_TIMEOUT", default=30.0)
 STAGING_THUMBNAIL_SIZE = env.int("STAGING_THUMBNAIL_SIZE", default=384)
+# The disclosure label drawn on the "labelled" derivative of an output (docs/architecture.md#disclosure-labels):
+# its text, corner, text height as a fraction of the image's width (so it scales with the image and stays
+# readable on a thumbnail), and the opacity of the dark box behind the text (the text itself is opaque).
+STAGING_LABEL_TEXT = env.str("STAGING_LABEL_TEXT", default="Virtually Staged")
+STAGING_LABEL_POSITION = env.str("STAGING_LABEL_POSITION", default="bottom-left")
+STAGING_LABEL_SIZE = env.float("STAGING_LABEL_SIZE", default=0.045)
+STAGING_LABEL_OPACITY = env.float("STAGING_LABEL_OPACITY", default=0.6)
+if not STAGING_LABEL_TEXT.strip() or len(STAGING_LABEL_TEXT) > 100:
+    raise ImproperlyConfigured("STAGING_LABEL_TEXT must be 1 to 100 characters (the disclosure must say something).")
+if STAGING_LABEL_POSITION not in ("bottom-left", "bottom-right", "top-left", "top-right"):
+    raise ImproperlyConfigured(
+        f"STAGING_LABEL_POSITION ({STAGING_LABEL_POSITION!r}) must be bottom-left, bottom-right, top-left or top-right."
+    )
+if not 0.01 <= STAGING_LABEL_SIZE <= 0.2:
+    raise ImproperlyConfigured(f"STAGING_LABEL_SIZE ({STAGING_LABEL_SIZE}) must be 0.01 to 0.2 of the image width.")
+if not 0.0 <= STAGING_LABEL_OPACITY <= 1.0:
+    raise ImproperlyConfigured(f"STAGING_LABEL_OPACITY ({STAGING_LABEL_OPACITY}) must be 0 to 1.")
 # How long a signed photo link handed to Replicate stays valid (docs/operations.md#photos-and-outputs):
 # Replicate fetches the photo when the prediction starts, which can be as late as the attempt's deadline.
 STAGING_SIGNED_URL_SECONDS = env.int("STAGING_SIGNED_URL_SECONDS", default=2 * 60 * 60)
