@@ -30,6 +30,7 @@ JOB_KEYS = {
     "instructions",
     "seed",
     "config_override",
+    "listing",
     "photo",
     "created_at",
     "updated_at",
