@@ -2,8 +2,8 @@
 
 Thin on purpose: the list reads through `StagingJob.objects.with_status()` (status is derived, never stored),
 the actions call `services.cancel_job` / `services.retry_job`, and everything else is read-only.
-Jobs are created through the `stage` command or the API (the photo must pass `images.check_upload`),
-so there is no add form, and the original is never deleted here. The attempt token (the webhook's
+Jobs are created on the workbench (`admin_workbench`, the "Add" page), the `stage` command or the API,
+all through `services.create_job`; the original is never deleted here. The attempt token (the webhook's
 credential) is never shown.
 """
 
@@ -20,6 +20,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
 from . import derivatives, selectors, services, storage
+from .admin_workbench import WorkbenchMixin
 from .errors import StagingError
 from .models import Attempt, DerivativeKind, JobStatus, StagedImage, StagingJob
 
@@ -102,7 +103,7 @@ class AttemptInline(admin.StackedInline):
 
 
 @admin.register(StagingJob)
-class StagingJobAdmin(admin.ModelAdmin):
+class StagingJobAdmin(WorkbenchMixin, admin.ModelAdmin):
     list_display = ("id", "status_display", "model_slug", "room_type", "style", "created_at")
     list_filter = (StatusFilter, "model_slug", "created_at")
     search_fields = ("=id", "uid", "room_type", "style", "instructions", "attempts__prediction_id")
@@ -111,13 +112,14 @@ class StagingJobAdmin(admin.ModelAdmin):
     actions = ("cancel_jobs", "retry_jobs")
     inlines = (AttemptInline,)
     fieldsets = (
-        (None, {"fields": ("images",)}),
+        (None, {"fields": ("images", "downloads")}),
         ("Job", {"fields": (("status_display", "model_slug"), ("room_type", "style"), "instructions", "seed")}),
         ("Config override", {"fields": ("override_pretty",)}),
         ("Details", {"fields": ("uid", ("photo_width", "photo_height"), ("created_at", "updated_at"))}),
     )
     readonly_fields = (
         "images",
+        "downloads",
         "status_display",
         "model_slug",
         "room_type",
@@ -180,9 +182,6 @@ class StagingJobAdmin(admin.ModelAdmin):
         if not outputs:
             staged = format_html("<p>No stored outputs yet (status: {}).</p>", obj.status)
         return format_html('<div class="staging-images">{}{}</div>', original, staged)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # jobs come from `manage.py stage` or the API, which validate the photo
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # the original photo is kept forever

@@ -92,7 +92,9 @@ def test_label_text_is_configurable(settings):
     settings.STAGING_LABEL_TEXT = "Digitally Altered Image"
     marked = pixels(derivatives.make_derivative(image, LABELLED).file.open("rb").read())
     # With a transparent box only the white text changes pixels.
-    assert (255, 255, 255) in {marked.getpixel((x, y)) for x in range(wide[0], wide[2]) for y in range(wide[1], wide[3])}
+    assert (255, 255, 255) in {
+        marked.getpixel((x, y)) for x in range(wide[0], wide[2]) for y in range(wide[1], wide[3])
+    }
 
 
 @pytest.mark.django_db
