@@ -69,8 +69,8 @@ def test_detail_shows_original_outputs_and_attempt_input(staff: Client, jobs) ->
     assert "The prediction failed: E1234" in failed_page and "Permanent" in failed_page
 
 
-def test_no_add_or_delete(staff: Client, jobs) -> None:
-    assert staff.get(reverse("admin:staging_stagingjob_add")).status_code == 403
+def test_add_is_the_workbench_and_there_is_no_delete(staff: Client, jobs) -> None:
+    assert "Stage photos" in staff.get(reverse("admin:staging_stagingjob_add")).content.decode()
     assert staff.get(reverse("admin:staging_stagingjob_delete", args=[jobs["done"].pk])).status_code == 403
 
 
