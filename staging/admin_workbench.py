@@ -163,8 +163,16 @@ class WorkbenchMixin:
         more photos, a config change meanwhile), nothing is created and the page asks again with the new cost."""
         if not self.has_add_permission(request):
             raise PermissionDenied
-        listing_name = request.GET.get("name", "")
-        form = WorkbenchForm(request.POST or None, initial={"name": listing_name})
+        listing = (
+            Listing.objects.filter(pk=request.GET["listing"]).first()
+            if request.GET.get("listing", "").isdigit()
+            else None
+        )
+        initial = {"name": listing.name, "model": listing.model_slug, "style": listing.style} if listing else {}
+        form = WorkbenchForm(request.POST or None, initial=initial)
+        if listing is not None:  # its photos share its model and style (docs/architecture.md#listings)
+            for name in ("name", "model", "style"):
+                form.fields[name].disabled = True
         files = request.FILES.getlist("images") if request.method == "POST" else []
         room_types = request.POST.getlist("room_types")
         estimate: Decimal | None = None
@@ -182,12 +190,13 @@ class WorkbenchMixin:
                         f"{_money(estimate)}. Choose the photos again and confirm this cost.",
                     )
                 else:
-                    created = self._create(request, form.cleaned_data, files, room_types)
+                    created = self._create(request, form.cleaned_data, files, room_types, listing)
                     if created is not None:
                         return created
         context = {
             **self.admin_site.each_context(request),
-            "title": "Stage photos",
+            "title": f"Add photos to {listing.name}" if listing else "Stage photos",
+            "listing": listing,
             "form": form,
             "opts": StagingJob._meta,
             "estimate_url": reverse("admin:staging_stagingjob_estimate"),
@@ -198,7 +207,12 @@ class WorkbenchMixin:
         return render(request, "admin/staging/workbench.html", context)
 
     def _create(
-        self, request: HttpRequest, data: dict[str, Any], files: list[Any], room_types: list[str]
+        self,
+        request: HttpRequest,
+        data: dict[str, Any],
+        files: list[Any],
+        room_types: list[str],
+        listing: Listing | None,
     ) -> HttpResponse | None:
         photos = [
             listings.Photo(file, (room_types[i] if i < len(room_types) else "") or DEFAULT_ROOM_TYPE)
@@ -206,6 +220,10 @@ class WorkbenchMixin:
         ]
         policy = services.OverridePolicy.of(request.user)
         try:
+            if listing is not None:  # the form's model and style are the listing's (shown, not changeable)
+                listings.add_photos(listing, photos, instructions=data["instructions"], policy=policy)
+                self.message_user(request, f"{len(photos)} photo(s) added to listing {listing.name!r}.")
+                return HttpResponseRedirect(reverse("admin:staging_listing_change", args=[listing.pk]))
             if data["name"] or len(photos) > 1:
                 listing = listings.create_listing(
                     data["name"] or f"Upload by {request.user.get_username()}",
@@ -264,7 +282,7 @@ class ListingAdmin(admin.ModelAdmin):
     search_fields = ("name",)
     readonly_fields = ("name", "model_slug", "style", "seed", "created_by", "created_at", "exports")
     fields = readonly_fields
-    actions = ("stage_all", "reprocess_all")
+    actions = ("stage_all", "reprocess_all", "export_clean", "export_labelled")
     change_form_template = "admin/staging/listing/change_form.html"
 
     def get_urls(self) -> list[Any]:
@@ -330,6 +348,22 @@ class ListingAdmin(admin.ModelAdmin):
             self.message_user(request, "Choose one listing to reprocess.", messages.WARNING)
             return None
         return HttpResponseRedirect(reverse("admin:staging_listing_reprocess", args=[queryset.get().pk]))
+
+    @admin.action(description="Export the photos, clean (zip)", permissions=["view"])
+    def export_clean(self, request: HttpRequest, queryset: QuerySet[Listing]) -> HttpResponse | None:
+        return self._export(request, queryset, "none")
+
+    @admin.action(description='Export the photos with the "Virtually Staged" label (zip)', permissions=["view"])
+    def export_labelled(self, request: HttpRequest, queryset: QuerySet[Listing]) -> HttpResponse | None:
+        return self._export(request, queryset, "default")
+
+    def _export(self, request: HttpRequest, queryset: QuerySet[Listing], label: str) -> HttpResponse | None:
+        """The jobs API's export (one zip per listing), so the file is served where permission is checked."""
+        if queryset.count() != 1:
+            self.message_user(request, "Choose one listing to export.", messages.WARNING)
+            return None
+        url = reverse("api:listing-export", kwargs={"listing_id": queryset.get().pk})
+        return HttpResponseRedirect(f"{url}?label={label}")
 
     def reprocess_view(self, request: HttpRequest, listing_id: int) -> HttpResponse:
         """Ask for the style and model, show what it costs, and reprocess only once that cost is confirmed."""

@@ -103,22 +103,38 @@ def create_listing(
     spec = _spec(model)
     if seed is None:
         seed = shared_seed(spec.slug)
+    with transaction.atomic():
+        listing = Listing.objects.create(
+            name=name, style=style or DEFAULT_STYLE, model_slug=spec.slug, seed=seed, created_by=created_by
+        )
+        add_photos(listing, photos, instructions=instructions, config_override=config_override, policy=policy)
+    return listing
+
+
+def add_photos(
+    listing: Listing,
+    photos: Sequence[Photo],
+    *,
+    instructions: str = "",
+    config_override: Mapping[str, Any] | None = None,
+    policy: services.OverridePolicy = services.PER_JOB_ONLY,
+) -> list[StagingJob]:
+    """One job per photo, in the listing's model, style and seed; all are stored, or nothing is (files too)."""
+    if not photos:
+        raise JobInputError.about("images", "Attach at least one photo (`images`).", "missing")
     made: list[StagingJob] = []
     errors: list[dict[str, Any]] = []
     try:
         with transaction.atomic():
-            listing = Listing.objects.create(
-                name=name, style=style or DEFAULT_STYLE, model_slug=spec.slug, seed=seed, created_by=created_by
-            )
             for index, photo in enumerate(photos):
                 try:
                     job = services.create_job(
                         photo.file,
-                        spec.slug,
+                        listing.model_slug,
                         room_type=photo.room_type,
                         style=listing.style,
                         instructions=instructions,
-                        seed=seed,
+                        seed=listing.seed,
                         config_override=config_override,
                         policy=policy,
                         listing=listing,
@@ -132,7 +148,7 @@ def create_listing(
     except Exception:
         storage.delete_files(*(file for job in made for file in (job.photo, job.input_photo)))
         raise
-    return listing
+    return made
 
 
 def fields_for_job(listing_id: int, model: str, style: str | None, seed: int | None) -> tuple[Listing, str, int | None]:

@@ -158,3 +158,31 @@ def test_permissions(pipeline) -> None:
     bare = logged_in(make_staff("bare3"))
     assert bare.get(reverse("admin:staging_stagingjob_workbench_status"), {"ids": "1"}).status_code == 403
     assert bare.get(reverse("admin:staging_listing_change", args=[listing.pk])).status_code == 403
+
+
+def test_adding_photos_to_a_listing_keeps_its_model_and_style(staff, pipeline) -> None:
+    listing = listings.create_listing("L", MODEL, [listings.Photo(photos(1)[0])], style="rustic")
+    url = f"{reverse(ADD)}?listing={listing.pk}"
+    assert "The photos join" in staff.get(url).content.decode()
+    response = staff.post(
+        url,
+        # A tampered model or style is ignored: the listing's apply, and so does its price.
+        {"model": "seedream-4", "style": "gaudy", "images": photos(2), "estimated_cost": str(price(2))},
+    )
+    assert response.status_code == 302
+    jobs = list(listing.jobs.order_by("pk"))
+    assert len(jobs) == 3 and {(job.model_slug, job.style, job.seed) for job in jobs} == {
+        (MODEL, "rustic", listing.seed)
+    }
+    assert Listing.objects.count() == 1
+
+
+def test_export_actions_hand_over_to_the_permission_checked_export(staff, pipeline) -> None:
+    listing = listings.create_listing("L", MODEL, [listings.Photo(photos(1)[0])])
+    for action, label in (("export_clean", "none"), ("export_labelled", "default")):
+        response = staff.post(
+            reverse("admin:staging_listing_changelist"), {"action": action, "_selected_action": [listing.pk]}
+        )
+        assert response.status_code == 302
+        assert response["Location"] == f"/api/v1/listings/{listing.pk}/export?label={label}"
+        assert staff.get(response["Location"]).status_code == 200

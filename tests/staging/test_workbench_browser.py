@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
-from django.db import connections
 from PIL import Image
 
 from models_config import services as config_services
@@ -21,7 +20,7 @@ from staging import listings
 from staging.models import Listing
 from tests.fixtures.photos import image_bytes
 from tests.fixtures.waiting import wait_until
-from tests.models_config.test_admin_browser import CHROMIUM_ARGS
+from tests.models_config.test_admin_browser import page as chromium_page  # noqa: F401 - the Chromium page fixture
 
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's sync API runs an event loop in this thread
 
@@ -40,21 +39,8 @@ DROP = """([zone, photos]) => {
 }"""
 
 
-@pytest.fixture
-def page(live_server):
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1000})
-            page.set_default_timeout(15_000)
-            yield page
-        finally:
-            browser.close()
-            connections.close_all()  # see tests/models_config/test_admin_browser.py
-
-
-def test_stage_a_listing_from_the_admin(page, live_server, qcluster) -> None:
+def test_stage_a_listing_from_the_admin(chromium_page, live_server, qcluster) -> None:  # noqa: F811 - the fixture
+    page = chromium_page
     ARTIFACTS.mkdir(exist_ok=True)
     config_services.ensure_config_rows()
     User.objects.create_superuser("admin", "admin@example.com", "pw-admin")
