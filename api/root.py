@@ -14,6 +14,7 @@ from ninja import NinjaAPI
 from models_config.api import router as models_config_router
 from staging.api import router as jobs_router
 from staging.metrics_api import router as metrics_router
+from staging.spend_api import router as spend_router
 
 from . import errors
 from .auth import api_auth
@@ -32,3 +33,4 @@ errors.install(api)
 api.add_router("/admin/models/", models_config_router)
 api.add_router("/admin/models/", metrics_router)
 api.add_router("/jobs", jobs_router)
+api.add_router("/admin/spend", spend_router)
