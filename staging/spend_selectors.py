@@ -19,6 +19,7 @@ from models_config.models import ModelConfig
 from models_config.registry import REGISTRY
 
 from . import ledger
+from .metrics import CENT_HUNDREDTHS
 from .models import Attempt, SpendDay, StagedImage
 
 S = Attempt.State
@@ -88,7 +89,7 @@ def by_day(since: date, until: date) -> list[SpendRow]:
             attempts=row["attempts"],
             succeeded=row["succeeded"],
             images=images[(row["day"], row["job__model_slug"], row["config_version__number"])],
-            cost=row["cost"] or ledger.ZERO,
+            cost=(row["cost"] or ledger.ZERO).quantize(CENT_HUNDREDTHS),
         )
         for row in rows
     ]
