@@ -145,9 +145,7 @@ class ErrorClass(models.TextChoices):
 class Attempt(models.Model):
     class State(models.TextChoices):
         QUEUED = "queued"
-        HELD = (
-            "held"  # claimed while a spend cap was reached: waits, unsent, for budget (docs/architecture.md#spend-caps)
-        )
+        HELD = "held"  # a spend cap was reached at the claim: waits, unsent (docs/architecture.md#spend-caps)
         SUBMITTING = "submitting"  # claimed by one worker; the create may be in flight
         SUBMITTED = "submitted"  # prediction id saved (Replicate: starting)
         PROCESSING = "processing"

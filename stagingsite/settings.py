@@ -224,7 +224,9 @@ try:
     STAGING_DAILY_SPEND_LIMIT = Decimal(_daily_limit) if _daily_limit else None
 except InvalidOperation:
     raise ImproperlyConfigured(f"STAGING_DAILY_SPEND_LIMIT must be an amount in USD, not {_daily_limit!r}.") from None
-if STAGING_DAILY_SPEND_LIMIT is not None and not (STAGING_DAILY_SPEND_LIMIT.is_finite() and STAGING_DAILY_SPEND_LIMIT >= 0):
+if STAGING_DAILY_SPEND_LIMIT is not None and not (
+    STAGING_DAILY_SPEND_LIMIT.is_finite() and STAGING_DAILY_SPEND_LIMIT >= 0
+):
     raise ImproperlyConfigured(f"STAGING_DAILY_SPEND_LIMIT must be 0 or more, not {_daily_limit!r}.")
 # Bearer token for /metrics (Prometheus); unset: staff sessions only.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")

@@ -80,7 +80,8 @@ def test_report_aggregates_per_utc_day_model_and_version(reader):
     response = reader.get(SPEND, {"since": "2026-05-04", "until": "2026-05-05"})
     assert response.status_code == 200, response.content
     body = response.json()
-    rows = [(r["day"], r["model"], r["version"], r["attempts"], r["succeeded"], r["images"], r["cost"]) for r in body["rows"]]
+    keys = ("day", "model", "version", "attempts", "succeeded", "images", "cost")
+    rows = [tuple(row[key] for key in keys) for row in body["rows"]]
     assert rows == [
         ("2026-05-04", FLUX, v1.number if v1 else None, 3, 2, 2, "0.0800"),
         ("2026-05-05", "seedream-4", None, 1, 1, 3, "0.0900"),
