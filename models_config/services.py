@@ -277,6 +277,8 @@ def record_event(
 # A model's daily spend limit changed (sent on commit, with `slug`): staging resumes attempts held by a cap
 # (docs/architecture.md#spend-caps). A signal, because models_config never imports staging.
 spend_limit_changed = Signal()
+# What `ModelConfig.daily_spend_limit` (10 digits, 2 decimals) can hold.
+MAX_DAILY_SPEND_LIMIT = Decimal(10) ** 8
 
 
 def set_daily_spend_limit(
@@ -289,10 +291,12 @@ def set_daily_spend_limit(
         errors.append(
             {"loc": ["limit"], "msg": "The limit must be 0 or more (USD per day).", "type": "greater_than_equal"}
         )
+    elif limit is not None and limit >= MAX_DAILY_SPEND_LIMIT:
+        message = f"The limit must be under {MAX_DAILY_SPEND_LIMIT} (USD per day)."
+        errors.append({"loc": ["limit"], "msg": message, "type": "less_than"})
     elif limit is not None and limit.quantize(Decimal("0.01")) != limit:
-        errors.append(
-            {"loc": ["limit"], "msg": "The limit is in USD with at most 2 decimals.", "type": "decimal_places"}
-        )
+        message = "The limit is in USD with at most 2 decimals."
+        errors.append({"loc": ["limit"], "msg": message, "type": "decimal_max_places"})
     try:
         comment = clean_comment(comment) if (comment or "").strip() else ""
     except (PydanticCustomError, PydanticKnownError) as exc:

@@ -131,6 +131,7 @@ def test_setting_a_limit_is_audited(limiter):
         ({"model": FLUX, "limit": "-1"}, 422, ["body", "limit"]),
         ({"model": FLUX, "limit": "lots"}, 422, ["body", "payload", "limit"]),
         ({"model": FLUX, "limit": "0.001"}, 422, ["body", "limit"]),
+        ({"model": FLUX, "limit": 1.7976931348623157e308}, 422, ["body", "limit"]),
         ({"model": "no-such-model", "limit": "1"}, 404, None),
     ],
 )
