@@ -55,16 +55,24 @@ def scopes_of(slug: str) -> list[Scope]:
     return [Scope(slug, model_limit(slug)), Scope(SpendDay.OVERALL, overall_limit())]
 
 
-def _row(day: date, slug: str):
-    """The counter row's queryset, creating the row on first use (a racing creator is fine)."""
-    rows = SpendDay.objects.filter(day=day, model_slug=slug)
-    if not rows.exists():
-        try:
-            with transaction.atomic():
-                SpendDay.objects.create(day=day, model_slug=slug)
-        except IntegrityError:
-            pass
-    return rows
+def _add(day: date, scope: Scope, amount: Decimal) -> bool:
+    """Add `amount` to the scope's reserved total if it stays within the cap; the row is made on first use.
+
+    The conditional UPDATE comes first, so a day's row costs one query once it exists.
+    """
+    rows = SpendDay.objects.filter(day=day, model_slug=scope.slug)
+    if scope.limit is not None:
+        rows = rows.filter(reserved__lte=Value(scope.limit - amount) - F("spent"))
+    if rows.update(reserved=F("reserved") + amount):
+        return True
+    if SpendDay.objects.filter(day=day, model_slug=scope.slug).exists():
+        return False  # over the cap
+    try:
+        with transaction.atomic():
+            SpendDay.objects.create(day=day, model_slug=scope.slug)
+    except IntegrityError:
+        pass  # another claim made it meanwhile
+    return bool(rows.update(reserved=F("reserved") + amount))
 
 
 def committed(day: date, slug: str) -> Decimal:
@@ -111,10 +119,7 @@ def reserve(attempt_id: int, slug: str, amount: Decimal, day: date) -> str | Non
     try:
         with transaction.atomic():  # a savepoint: a refusal by the second counter undoes the first
             for scope in scopes_of(slug):
-                rows = _row(day, scope.slug)
-                if scope.limit is not None:
-                    rows = rows.filter(reserved__lte=Value(scope.limit - amount) - F("spent"))
-                if not rows.update(reserved=F("reserved") + amount):
+                if not _add(day, scope, amount):
                     raise _Refused(scope)
             Attempt.objects.filter(pk=attempt_id).update(reserved_on=day, estimated_cost=amount)
     except _Refused as refused:
@@ -128,18 +133,14 @@ def settle(attempt_id: int, cost: Decimal | None) -> None:
     Idempotent: the first call clears `reserved_on`, later ones find nothing to settle. Call it inside the
     transaction of the transition that ends (or requeues) the attempt.
     """
-    row = Attempt.objects.filter(pk=attempt_id, reserved_on__isnull=False).values("reserved_on", "estimated_cost")
-    found = row.first()
+    reserved = Attempt.objects.filter(pk=attempt_id, reserved_on__isnull=False)
+    found = reserved.values("reserved_on", "estimated_cost", "job__model_slug").first()
     if found is None or not Attempt.objects.filter(pk=attempt_id, reserved_on=found["reserved_on"]).update(
         reserved_on=None
     ):
         return
     estimate, spent = found["estimated_cost"] or ZERO, cost or ZERO
-    for scope_slug in (_slug_of(attempt_id), SpendDay.OVERALL):
+    for scope_slug in (found["job__model_slug"], SpendDay.OVERALL):
         SpendDay.objects.filter(day=found["reserved_on"], model_slug=scope_slug).update(
             reserved=F("reserved") - estimate, spent=F("spent") + spent
         )
-
-
-def _slug_of(attempt_id: int) -> str:
-    return Attempt.objects.filter(pk=attempt_id).values_list("job__model_slug", flat=True).get()
