@@ -15,6 +15,7 @@ from models_config.api import router as models_config_router
 from staging.api import router as jobs_router
 from staging.listings_api import router as listings_router
 from staging.metrics_api import router as metrics_router
+from staging.spend_api import router as spend_router
 
 from . import errors
 from .auth import api_auth
@@ -34,3 +35,4 @@ api.add_router("/admin/models/", models_config_router)
 api.add_router("/admin/models/", metrics_router)
 api.add_router("/jobs", jobs_router)
 api.add_router("/listings", listings_router)
+api.add_router("/admin/spend", spend_router)

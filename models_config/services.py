@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import DEFAULT_DB_ALIAS, transaction
 from django.db.models import Max
+from django.dispatch import Signal
 from pydantic import ValidationError
 from pydantic_core import PydanticCustomError, PydanticKnownError
 
@@ -270,3 +272,43 @@ def record_event(
     )
     logger.info("Config event %s on %s (v%s)", kind, row.slug, version.number if version else "-")
     return event
+
+
+# A model's daily spend limit changed (sent on commit, with `slug`): staging resumes attempts held by a cap
+# (docs/architecture.md#spend-caps). A signal, because models_config never imports staging.
+spend_limit_changed = Signal()
+# What `ModelConfig.daily_spend_limit` (10 digits, 2 decimals) can hold.
+MAX_DAILY_SPEND_LIMIT = Decimal(10) ** 8
+
+
+def set_daily_spend_limit(
+    slug: str, limit: Decimal | None, *, actor: AbstractBaseUser | None, comment: str = ""
+) -> ModelConfig:
+    """Set the model's own daily cap in USD per UTC day (None: no cap of its own), audited as a `spend_limit`
+    event with the old and new value. A negative or non-finite amount is refused (ConfigValidationError)."""
+    errors = []
+    if limit is not None and (not limit.is_finite() or limit < 0):
+        errors.append(
+            {"loc": ["limit"], "msg": "The limit must be 0 or more (USD per day).", "type": "greater_than_equal"}
+        )
+    elif limit is not None and limit >= MAX_DAILY_SPEND_LIMIT:
+        message = f"The limit must be under {MAX_DAILY_SPEND_LIMIT} (USD per day)."
+        errors.append({"loc": ["limit"], "msg": message, "type": "less_than"})
+    elif limit is not None and limit.quantize(Decimal("0.01")) != limit:
+        message = "The limit is in USD with at most 2 decimals."
+        errors.append({"loc": ["limit"], "msg": message, "type": "decimal_max_places"})
+    try:
+        comment = clean_comment(comment) if (comment or "").strip() else ""
+    except (PydanticCustomError, PydanticKnownError) as exc:
+        errors.append({"loc": ["comment"], "msg": str(exc), "type": exc.type})
+    if errors:
+        raise ConfigValidationError(errors, loc_prefix=())
+    with transaction.atomic():
+        row = _lock_row(slug)
+        old = row.daily_spend_limit
+        row.daily_spend_limit = limit
+        row.save(update_fields=["daily_spend_limit", "updated_at"])
+        data = {"old": None if old is None else str(old), "new": None if limit is None else str(limit)}
+        record_event(row, ConfigEvent.Kind.SPEND_LIMIT, actor=actor, comment=comment, data=data)
+        transaction.on_commit(lambda: spend_limit_changed.send(sender=ModelConfig, slug=slug))
+    return row

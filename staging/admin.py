@@ -208,3 +208,6 @@ class StagingJobAdmin(WorkbenchMixin, admin.ModelAdmin):
                 self.message_user(request, f"Job {job.pk}: not retried: {exc}", messages.ERROR)
                 continue
             self.message_user(request, f"Job {job.pk}: attempt {attempt.number} queued.", messages.SUCCESS)
+
+
+from . import spend_admin  # noqa: E402, F401  the spend page, registered on SpendDay

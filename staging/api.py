@@ -140,6 +140,8 @@ def _attempt_out(attempt: Attempt) -> dict[str, Any]:
         "state": attempt.state,
         "error": attempt.error,
         "error_class": attempt.error_class,
+        "held_reason": attempt.held_reason,
+        "held_at": attempt.held_at,
         "config_version": attempt.config_version.number if attempt.config_version_id else None,
         "config_source": attempt.config_source,
         "prediction_id": attempt.prediction_id,

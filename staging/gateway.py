@@ -363,9 +363,30 @@ def webhook_secret(*, refresh: bool = False) -> str:
         cached = secret_cache.get(key)
         stale = refresh and cached is not None and time.monotonic() - cached[1] > SECRET_REFRESH_SECONDS
         if cached is None or stale:
-            answer = _get_json("/v1/webhooks/default/secret", "fetch the webhook secret")
-            secret = answer.get("key") if isinstance(answer, dict) else None
-            if not isinstance(secret, str) or not secret:
-                raise GatewayError("Replicate's webhook secret answer has no key.", TRANSIENT)
-            cached = secret_cache[key] = (secret, time.monotonic())
+            cached = secret_cache[key] = (_fetch_secret(), time.monotonic())
         return cached[0]
+
+
+def _fetch_secret() -> str:
+    answer = _get_json("/v1/webhooks/default/secret", "fetch the webhook secret")
+    secret = answer.get("key") if isinstance(answer, dict) else None
+    if not isinstance(secret, str) or not secret:
+        raise GatewayError("Replicate's webhook secret answer has no key.", TRANSIENT)
+    return secret
+
+
+def refresh_webhook_secret() -> str:
+    """Fetch the account's webhook secret again and store it in this process's cache (the daily schedule).
+
+    A rotated secret then reaches the worker before a webhook signed with it is refused once. Returns a line
+    for the task result that never contains the secret itself.
+    """
+    if settings.REPLICATE_WEBHOOK_SECRET:
+        return "REPLICATE_WEBHOOK_SECRET is set: nothing to fetch."
+    key = (settings.REPLICATE_BASE_URL, settings.REPLICATE_API_TOKEN)
+    secret = _fetch_secret()
+    with _secret_lock:
+        previous = secret_cache.get(key)
+        secret_cache[key] = (secret, time.monotonic())
+    changed = previous is not None and previous[0] != secret
+    return "Webhook secret fetched" + (" (it changed)." if changed else ".")

@@ -39,6 +39,7 @@ def output_upload_to(image: StagedImage, filename: str) -> str:
 
 class JobStatus(models.TextChoices):
     QUEUED = "queued"  # waiting for a worker, or for a retry's backoff
+    HELD = "held"  # waiting for spend budget (docs/architecture.md#spend-caps)
     RUNNING = "running"  # at Replicate, or outputs being copied
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -64,6 +65,7 @@ class StagingJobQuerySet(models.QuerySet):
                 When(latest_state__in=Attempt.UNDELIVERED, has_output=True, then=Value(JobStatus.SUCCEEDED)),
                 When(latest_state__in=Attempt.TERMINAL, then="latest_state"),
                 When(latest_state__in=Attempt.RUNNING, then=Value(JobStatus.RUNNING)),
+                When(latest_state=Attempt.State.HELD, then=Value(JobStatus.HELD)),
                 default=Value(JobStatus.QUEUED),
                 output_field=CharField(),
             ),
@@ -167,6 +169,7 @@ class ErrorClass(models.TextChoices):
 class Attempt(models.Model):
     class State(models.TextChoices):
         QUEUED = "queued"
+        HELD = "held"  # a spend cap was reached at the claim: waits, unsent (docs/architecture.md#spend-caps)
         SUBMITTING = "submitting"  # claimed by one worker; the create may be in flight
         SUBMITTED = "submitted"  # prediction id saved (Replicate: starting)
         PROCESSING = "processing"
@@ -178,6 +181,7 @@ class Attempt(models.Model):
     # Forward order: a transition may only move an attempt to a state of higher rank.
     RANK = {
         State.QUEUED: 0,
+        State.HELD: 0,  # a waiting state like queued: resuming moves it back to queued
         State.SUBMITTING: 1,
         State.SUBMITTED: 2,
         State.PROCESSING: 3,
@@ -209,6 +213,14 @@ class Attempt(models.Model):
     error_class = models.CharField(max_length=10, choices=ErrorClass.choices, blank=True, default="")
     predict_time = models.FloatField(null=True, blank=True)
     cost = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True)
+    estimated_cost = models.DecimalField(
+        max_digits=10, decimal_places=4, null=True, blank=True, help_text="USD reserved at the claim (at most)."
+    )
+    reserved_on = models.DateField(
+        null=True, blank=True, help_text="UTC day whose spend counters hold this attempt's reservation, until it ends."
+    )
+    held_reason = models.CharField(max_length=300, blank=True, default="")
+    held_at = models.DateTimeField(null=True, blank=True)
     next_retry_at = models.DateTimeField(null=True, blank=True)
     deadline = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -224,6 +236,7 @@ class Attempt(models.Model):
             # The scheduled ticks: in-flight by last news, stuck submits, due retries, deadlines.
             models.Index(fields=["state", "checked_at"], name="attempt_state_checked"),
             models.Index(fields=["state", "next_retry_at"], name="attempt_state_retry"),
+            models.Index(fields=["state", "held_at"], name="attempt_state_held"),
             models.Index(
                 fields=["deadline"],
                 name="attempt_open_deadline",
@@ -251,6 +264,8 @@ class Attempt(models.Model):
             return JobStatus(state)
         if state in Attempt.RUNNING:
             return JobStatus.RUNNING
+        if state == Attempt.State.HELD:
+            return JobStatus.HELD
         return JobStatus.QUEUED
 
 
@@ -335,3 +350,28 @@ class CreatePacer(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}: next slot {self.next_slot_at:%H:%M:%S.%f}"
+
+
+class SpendDay(models.Model):
+    """Spend counters of one UTC day for one model (`model_slug`) or for all (`model_slug` = "").
+
+    `reserved` is the estimated cost of attempts claimed and not yet ended, `spent` the actual cost of
+    those that ended. A claim adds its estimate with one conditional UPDATE, so two workers can never
+    both pass a cap with one slot left (docs/architecture.md#spend-caps).
+    """
+
+    OVERALL = ""
+
+    day = models.DateField()
+    model_slug = models.CharField(max_length=100, blank=True)
+    reserved = models.DecimalField(max_digits=12, decimal_places=4, default=0)
+    spent = models.DecimalField(max_digits=12, decimal_places=4, default=0)
+
+    class Meta:
+        ordering = ["-day", "model_slug"]
+        constraints = [models.UniqueConstraint(fields=["day", "model_slug"], name="unique_spend_day_model")]
+        verbose_name = "daily spend"
+        verbose_name_plural = "daily spend"
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.model_slug or 'all models'}: {self.spent} spent, {self.reserved} reserved"

@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from . import spend_selectors
 from .models import Attempt
 
 S = Attempt.State
@@ -57,7 +58,20 @@ class PipelineCollector(Collector):
             finished.add_metric([row["job__model_slug"], row["state"], row["error_class"] or "none"], row["n"])
         queue = GaugeMetricFamily("staging_queue_depth", "Tasks waiting in the django-q2 queue.")
         queue.add_metric([], OrmQ.objects.count())
-        yield from (created, finished, in_flight, spend, queue)
+        yield from (created, finished, in_flight, spend, queue, *self.budget())
+
+    def budget(self) -> Iterator[Metric]:
+        """Held attempts and today's (UTC) counters per model; `model=""` is all models together."""
+        held = GaugeMetricFamily("staging_attempts_held", "Attempts waiting for spend budget.", labels=["model"])
+        spent = GaugeMetricFamily("staging_spend_today_usd", "USD spent today (UTC day).", labels=["model"])
+        reserved = GaugeMetricFamily(
+            "staging_spend_reserved_today_usd", "USD reserved today by attempts not yet ended.", labels=["model"]
+        )
+        for scope in spend_selectors.today():
+            held.add_metric([scope.model], scope.held)
+            spent.add_metric([scope.model], float(scope.spent))
+            reserved.add_metric([scope.model], float(scope.reserved))
+        yield from (held, spent, reserved)
 
 
 def allowed(request: HttpRequest) -> bool:

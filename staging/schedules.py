@@ -124,6 +124,10 @@ SCHEDULES: tuple[Recurring, ...] = (
     Recurring("staging: enforce attempt deadlines", "staging.tasks.enforce_deadlines", EveryMinutes(1)),
     Recurring("staging: start due retries", "staging.tasks.retry_due", EveryMinutes(1)),
     Recurring("staging: purge expired data", "staging.tasks.purge", DailyAt("03:30")),
+    # Minutes, not a daily time: the spend day is UTC whatever the cluster's time zone, and budget also
+    # frees up during a day (docs/architecture.md#spend-caps).
+    Recurring("staging: resume held attempts", "staging.tasks.resume_held", EveryMinutes(5)),
+    Recurring("staging: refresh the webhook secret", "staging.tasks.refresh_webhook_secret", DailyAt("04:10")),
 )
 
 

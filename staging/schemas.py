@@ -75,6 +75,8 @@ class AttemptOut(Schema):
     state: str
     error: str
     error_class: str
+    held_reason: str = Field(default="", description="Why the attempt waits as held (a spend cap); empty otherwise.")
+    held_at: datetime | None = None
     config_version: int | None = Field(description="The config version number used; null for code defaults.")
     config_source: str
     prediction_id: str | None

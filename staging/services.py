@@ -38,7 +38,7 @@ from models_config.schemas import (
     restricted_keys,
 )
 
-from . import gateway, images, pacer, selectors, storage, transitions
+from . import gateway, images, pacer, selectors, spend, storage, transitions
 from .errors import (
     PERMANENT,
     GatewayError,
@@ -226,11 +226,15 @@ def submit_attempt(attempt_id: int) -> None:
     far off to sleep for, puts the same attempt back in the queue for later
     (docs/architecture.md#refused-creates).
     """
-    claimed_at = timezone.now()
-    if not transitions.claim(attempt_id, now=claimed_at):
-        return
-    attempt = Attempt.objects.select_related("job").get(pk=attempt_id)
+    attempt = Attempt.objects.select_related("job").filter(pk=attempt_id, state=S.QUEUED).first()
+    if attempt is None:
+        return  # already claimed, held or ended: nothing to do
     job = attempt.job
+    claimed_at = timezone.now()
+    # The claim reserves the estimate against the spend caps, or holds the attempt (docs/architecture.md#spend-caps).
+    budget = transitions.Budget(job.model_slug, spend.estimate_for(job))
+    if not transitions.claim(attempt_id, now=claimed_at, budget=budget):
+        return
     spec = get_spec(job.model_slug)
     try:
         image_url = storage.image_url_for_replicate(job.sent_photo, storage.content_type_of(job.sent_photo.name))

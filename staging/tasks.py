@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from . import collect, reconcile, retention, services, sweeps
+from . import collect, gateway, reconcile, retention, services, spend, sweeps
 
 
 def submit_attempt(attempt_id: int) -> None:
@@ -47,3 +47,11 @@ def retry_due() -> int:
 
 def purge() -> str:
     return str(retention.purge())
+
+
+def resume_held() -> int:
+    return spend.resume_held()
+
+
+def refresh_webhook_secret() -> str:
+    return gateway.refresh_webhook_secret()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import Enum
@@ -30,7 +31,7 @@ from django.db.models import Max, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from . import storage
+from . import ledger, storage
 from .errors import DATA_REMOVED_MESSAGE, PERMANENT, TRANSIENT, clamp_wait, classify_prediction_error
 from .gateway import Prediction, PredictionStatus
 from .models import Attempt, ConfigSource
@@ -97,18 +98,62 @@ def _log_change(attempt_id: int, state: str, **fields: Any) -> None:
 # --- Submitting ----------------------------------------------------------------------------------
 
 
-def claim(attempt_id: int, *, now: datetime | None = None) -> bool:
-    """queued -> submitting, if due. Only the one caller that gets True may create a prediction."""
+@dataclass(frozen=True)
+class Budget:
+    """What a claim reserves: the attempt's estimated cost against the caps of its model (`ledger.reserve`)."""
+
+    slug: str
+    estimate: Decimal
+
+
+def claim(attempt_id: int, *, now: datetime | None = None, budget: Budget | None = None) -> bool:
+    """queued -> submitting, if due. Only the one caller that gets True may create a prediction.
+
+    With `budget`, the claim also reserves the estimate in the same transaction; when a spend cap is
+    reached the attempt goes to held instead (docs/architecture.md#spend-caps) and the caller gets False.
+    """
     now = now or timezone.now()
     deadline = now + timedelta(seconds=settings.STAGING_ATTEMPT_DEADLINE_SECONDS)
-    won = (
-        Attempt.objects.filter(pk=attempt_id, state=S.QUEUED)
-        .exclude(next_retry_at__gt=now)
-        # The deadline is kept across a requeue, so a submit that keeps crashing still ends at its deadline.
-        .update(state=S.SUBMITTING, submitting_at=now, checked_at=now, deadline=Coalesce("deadline", Value(deadline)))
-    )
+    with transaction.atomic():
+        won = (
+            Attempt.objects.filter(pk=attempt_id, state=S.QUEUED)
+            .exclude(next_retry_at__gt=now)
+            # The deadline is kept across a requeue, so a submit that keeps crashing still ends at its deadline.
+            .update(
+                state=S.SUBMITTING, submitting_at=now, checked_at=now, deadline=Coalesce("deadline", Value(deadline))
+            )
+        )
+        held = None
+        if won and budget is not None:
+            held = ledger.reserve(attempt_id, budget.slug, budget.estimate, ledger.day_of(now))
+            if held is not None:
+                # Nothing was sent: the deadline starts again at the claim that gets the budget.
+                Attempt.objects.filter(pk=attempt_id, state=S.SUBMITTING).update(
+                    state=S.HELD,
+                    held_reason=held,
+                    held_at=now,
+                    estimated_cost=budget.estimate,
+                    submitting_at=None,
+                    deadline=None,
+                )
+    if held is not None:
+        _log_change(attempt_id, S.HELD, reason=held)
+        return False
     if won:
         _log_change(attempt_id, S.SUBMITTING)
+    return bool(won)
+
+
+def resume(attempt_id: int) -> bool:
+    """held -> queued, and its submission queued: budget may be there now (the claim checks again)."""
+    with transaction.atomic():
+        won = Attempt.objects.filter(pk=attempt_id, state=S.HELD).update(
+            state=S.QUEUED, held_reason="", held_at=None, next_retry_at=None
+        )
+        if won:
+            enqueue("submit_attempt", attempt_id)
+    if won:
+        _log_change(attempt_id, S.QUEUED, resumed=True)
     return bool(won)
 
 
@@ -137,9 +182,12 @@ def requeue(attempt_id: int) -> bool:
 
     Nothing was sent, so nothing was paid: the same attempt is submitted again.
     """
-    won = Attempt.objects.filter(
-        pk=attempt_id, state=S.SUBMITTING, prediction_id__isnull=True, input__isnull=True
-    ).update(state=S.QUEUED, submitting_at=None)
+    with transaction.atomic():
+        won = Attempt.objects.filter(
+            pk=attempt_id, state=S.SUBMITTING, prediction_id__isnull=True, input__isnull=True
+        ).update(state=S.QUEUED, submitting_at=None)
+        if won:
+            ledger.settle(attempt_id, None)  # the next claim reserves again
     if won:
         _log_change(attempt_id, S.QUEUED)
         enqueue("submit_attempt", attempt_id)
@@ -173,6 +221,7 @@ def refused(
             state=S.QUEUED, next_retry_at=retry_at, input=None, submitting_at=None, error=reason, error_class=""
         )
         if won:
+            ledger.settle(attempt_id, None)  # nothing ran: the reservation is released until the next claim
             enqueue_at("submit_attempt", attempt_id, at=retry_at)
     if won:
         _log_change(attempt_id, S.QUEUED, retry_at=retry_at.isoformat(), reason=reason)
@@ -279,9 +328,12 @@ def reclaim_collect(attempt_id: int, *, silent_since: datetime, now: datetime | 
 
 def succeed(attempt_id: int, cost: Decimal, *, now: datetime | None = None) -> bool:
     """collecting -> succeeded once every output is stored, with the actual cost."""
-    won = Attempt.objects.filter(pk=attempt_id, state=S.COLLECTING).update(
-        state=S.SUCCEEDED, finished_at=now or timezone.now(), cost=cost, error=""
-    )
+    with transaction.atomic():
+        won = Attempt.objects.filter(pk=attempt_id, state=S.COLLECTING).update(
+            state=S.SUCCEEDED, finished_at=now or timezone.now(), cost=cost, error=""
+        )
+        if won:
+            ledger.settle(attempt_id, cost)
     if won:
         _log_change(attempt_id, S.SUCCEEDED)
     return bool(won)
@@ -290,9 +342,12 @@ def succeed(attempt_id: int, cost: Decimal, *, now: datetime | None = None) -> b
 def cancel(attempt_id: int, reason: str, *, now: datetime | None = None) -> bool:
     """Any unfinished state -> canceled. True when this call made the change."""
     now = now or timezone.now()
-    won = Attempt.objects.filter(pk=attempt_id, state__in=states_before(S.CANCELED)).update(
-        state=S.CANCELED, error=reason, error_class="", finished_at=now, checked_at=now
-    )
+    with transaction.atomic():
+        won = Attempt.objects.filter(pk=attempt_id, state__in=states_before(S.CANCELED)).update(
+            state=S.CANCELED, error=reason, error_class="", finished_at=now, checked_at=now
+        )
+        if won:
+            ledger.settle(attempt_id, None)
     if won:
         _log_change(attempt_id, S.CANCELED)
     return bool(won)
@@ -318,6 +373,7 @@ def fail(
         )
         if not won:
             return False
+        ledger.settle(attempt_id, None)  # per-image prices: a prediction that returned no image cost nothing
         if error_class == TRANSIENT:
             _schedule_next_attempt(Attempt.objects.get(pk=attempt_id), retry_after, now)
     # Replicate's message may quote the photo's signed link: its signature stays out of the log.

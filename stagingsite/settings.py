@@ -7,6 +7,7 @@ that `manage.py check --deploy` passes (docs/operations.md#production-settings).
 turned on explicitly (`make run` and the tests set `DJANGO_DEBUG=true`).
 """
 
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -233,6 +234,17 @@ STAGING_RETENTION_DAYS = env.float("STAGING_RETENTION_DAYS", default=None)
 STAGING_WEBHOOK_RETENTION_DAYS = env.float("STAGING_WEBHOOK_RETENTION_DAYS", default=7.0)
 STAGING_TASK_RESULT_RETENTION_DAYS = env.float("STAGING_TASK_RESULT_RETENTION_DAYS", default=7.0)
 STAGING_PURGE_BATCH = env.int("STAGING_PURGE_BATCH", default=500)
+# Overall spend cap in USD per UTC day over all models (per-model caps live on ModelConfig); unset: no cap.
+# Past it new attempts are held, not failed (docs/architecture.md#spend-caps).
+_daily_limit = env.str("STAGING_DAILY_SPEND_LIMIT", default="").strip()
+try:
+    STAGING_DAILY_SPEND_LIMIT = Decimal(_daily_limit) if _daily_limit else None
+except InvalidOperation:
+    raise ImproperlyConfigured(f"STAGING_DAILY_SPEND_LIMIT must be an amount in USD, not {_daily_limit!r}.") from None
+if STAGING_DAILY_SPEND_LIMIT is not None and not (
+    STAGING_DAILY_SPEND_LIMIT.is_finite() and STAGING_DAILY_SPEND_LIMIT >= 0
+):
+    raise ImproperlyConfigured(f"STAGING_DAILY_SPEND_LIMIT must be 0 or more, not {_daily_limit!r}.")
 # Bearer token for /metrics (Prometheus); unset: staff sessions only.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # The longest wait honoured or computed anywhere (a 429's "~Ns", a Retry-After header, a backoff): an

@@ -42,6 +42,8 @@ ATTEMPT_KEYS = {
     "state",
     "error",
     "error_class",
+    "held_reason",
+    "held_at",
     "config_version",
     "config_source",
     "prediction_id",

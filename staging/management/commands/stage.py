@@ -119,6 +119,8 @@ class Command(BaseCommand):
 
         def progress(attempt: Attempt) -> None:
             extra = f" ({attempt.error})" if attempt.error and attempt.is_terminal else ""
+            if attempt.held_reason:  # a spend cap: it waits for budget (docs/architecture.md#spend-caps)
+                extra = f" ({attempt.held_reason})"
             self.stdout.write(f"  attempt {attempt.number}: {attempt.state}{extra}", ending="\n")
             self.stdout.flush()
 

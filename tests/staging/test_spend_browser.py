@@ -1,0 +1,52 @@
+"""The admin's spend page in a real Chromium: reached from the admin index, bars drawn, a limit saved."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth.models import User
+
+from models_config.models import ConfigEvent, ModelConfig
+from staging.models import Attempt, StagingJob
+from tests.models_config.test_admin_browser import page  # noqa: F401  the Chromium page fixture
+
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+pytestmark = pytest.mark.browser
+
+
+def _spent(slug: str, cost: str) -> None:
+    job = StagingJob.objects.create(photo="staging/originals/x/original.jpg", model_slug=slug)
+    Attempt.objects.create(job=job, number=1, state="succeeded", submitting_at=datetime.now(UTC), cost=Decimal(cost))
+
+
+def test_spend_page_in_the_browser(page, live_server) -> None:  # noqa: F811
+    User.objects.create_superuser("admin", "admin@example.com", "pw-admin")
+    _spent("flux-kontext-pro", "0.08")
+    _spent("seedream-4", "0.02")
+    page.goto(f"{live_server.url}/admin/login/")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", "pw-admin")
+    page.click("input[type=submit]")
+    page.get_by_role("link", name="Daily spend").click()
+    bars = page.locator("#spend-chart .spend-bar")
+    bars.first.wait_for()
+    widths = sorted(round(box["width"]) for box in (bar.bounding_box() for bar in bars.all()))
+    assert len(widths) == 2 and widths[1] == pytest.approx(4 * widths[0], abs=2)  # 0.08 is four times 0.02
+
+    page.select_option("#id_model", "flux-kontext-pro")
+    page.fill("#id_limit", "-1")
+    page.click("#spend-limit-form input[type=submit]")
+    assert page.locator("#id_limit").evaluate("input => input.validity.rangeUnderflow")  # the form's min=0
+    assert ModelConfig.objects.get(slug="flux-kontext-pro").daily_spend_limit is None
+
+    page.fill("#id_limit", "2.50")
+    page.fill("#id_comment", "launch week")
+    page.click("#spend-limit-form input[type=submit]")
+    page.get_by_text("Daily limit of flux-kontext-pro saved.").wait_for()
+    assert page.locator("#spend-limits").get_by_text("2.50").is_visible()
+    event = ConfigEvent.objects.get(kind="spend_limit")
+    assert (event.data, event.comment) == ({"old": None, "new": "2.50"}, "launch week")
