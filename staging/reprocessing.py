@@ -281,7 +281,13 @@ class Summary:
         ends = [f"{self.counts[name]} {name}" for name in ("succeeded", "failed", "canceled")]
         if self.counts["timed out"]:
             ends.append(f"{self.counts['timed out']} timed out")
-        return f"Done: {', '.join(ends)}; actual cost ${self.actual} (estimated ${self.estimated})."
+        return f"Done: {', '.join(ends)}; actual cost ${usd(self.actual)} (estimated ${usd(self.estimated)})."
+
+
+def usd(amount: Decimal) -> str:
+    """Dollars to the cent, or to the hundredth of a cent when a price has one (sums on SQLite carry noise)."""
+    cents = amount.quantize(Decimal("0.01"))
+    return str(cents if cents == amount.quantize(Decimal("0.0001")) else amount.quantize(Decimal("0.0001")))
 
 
 # --- Running a job in this process ----------------------------------------------------------------

@@ -192,7 +192,7 @@ def retry_job(
     lock, so two runs at once give a job one new attempt (docs/architecture.md#reprocessing).
     """
     with transaction.atomic():
-        job = StagingJob.objects.select_for_update().get(pk=job_id)
+        job = _lock_job(job_id)
         latest = job.attempts.order_by("-number").first()
         if latest is not None and not latest.is_terminal:
             raise JobBusyError(f"Job {job_id} is still {latest.state}; cancel it or wait before retrying.")
@@ -210,6 +210,13 @@ def retry_job(
         attempt = Attempt.objects.create(job=job, number=number, pinned_version_id=version_id)
         enqueue("submit_attempt", attempt.pk)
     return attempt
+
+
+def _lock_job(job_id: int) -> StagingJob:
+    """The job, locked until the transaction ends, on every database: SQLite ignores `SELECT … FOR UPDATE`,
+    but an UPDATE takes its write lock at once, so two runs cannot both read "no new attempt yet"."""
+    StagingJob.objects.filter(pk=job_id).update(updated_at=timezone.now())
+    return StagingJob.objects.select_for_update().get(pk=job_id)
 
 
 def unsaved_copy(job: StagingJob, model: str, config_override: Mapping[str, Any] | None) -> StagingJob:
@@ -257,7 +264,7 @@ def reprocess_on_model(
     config = _check_override(spec.slug, override or {}, version_id)
     policy.check(spec.slug, override)
     with transaction.atomic():
-        source = StagingJob.objects.select_for_update().get(pk=job_id)
+        source = _lock_job(job_id)
         newest = source.copies.filter(model_slug=spec.slug).order_by("-pk").values_list("pk", flat=True).first()
         if expected_copy is not None and (newest or 0) != expected_copy:
             raise JobBusyError(
