@@ -150,8 +150,9 @@ def pinned_version_id(slug: str, number: int | None) -> int | None:
     return version.pk
 
 
-def plan_for(job: StagingJob, request: Request = Request(), version_id: int | None = None) -> Plan:
+def plan_for(job: StagingJob, request: Request | None = None, version_id: int | None = None) -> Plan:
     """The exact input a new attempt would send now ((pinned or active) config + override) and its price."""
+    request = request or Request()
     target = request.to_model or job.model_slug
     subject = services.unsaved_copy(job, target, request.override) if request.to_model else job
     plan = Plan(job=job, request=request, target=target, version_id=version_id)
@@ -172,9 +173,10 @@ def plan_for(job: StagingJob, request: Request = Request(), version_id: int | No
     return plan
 
 
-def plan_all(jobs: Sequence[StagingJob], request: Request = Request()) -> list[Plan]:
+def plan_all(jobs: Sequence[StagingJob], request: Request | None = None) -> list[Plan]:
     """A plan per job. `JobInputError` for what is wrong with the request itself: an unknown target model,
     a config version that does not exist, or one named for jobs of several models (version N of which?)."""
+    request = request or Request()
     if request.to_model:
         _check_model(request.to_model)
     version_ids: dict[str, int | None] = {}
@@ -233,6 +235,22 @@ def budget_problems(costs: Mapping[str, Decimal]) -> list[str]:
     Empty until the spend module exists; each problem is one line naming the model and its limit.
     """
     return []
+
+
+@dataclass
+class Review:
+    """What a confirmation page shows before anything is spent (the admin's retry action)."""
+
+    plans: list[Plan]
+    skipped: list[StagingJob]  # still queued or running: no new attempt possible
+    total: Decimal
+    problems: list[str]
+
+
+def review(ids: Sequence[int], request: Request | None = None) -> Review:
+    """Plans, skipped jobs, the estimated total and the preflight problems of reprocessing the jobs `ids`."""
+    plans = plan_all(list(select_jobs(ids)), request) if ids else []
+    return Review(plans, unfinished_among(ids), total_cost(plans), preflight(plans) if plans else [])
 
 
 # --- Starting and following -----------------------------------------------------------------------
