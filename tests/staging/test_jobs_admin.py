@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
 
@@ -11,13 +10,6 @@ from staging.models import Attempt, StagingJob
 
 pytestmark = pytest.mark.django_db(transaction=True)
 CHANGELIST = "admin:staging_stagingjob_changelist"
-
-
-@pytest.fixture
-def staff(client: Client) -> Client:
-    user = get_user_model().objects.create_superuser("boss", "boss@example.com", "pw-not-used")
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
 
@@ -14,13 +13,6 @@ from staging import emulation
 from staging.models import Attempt, StagingJob
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def staff(client: Client) -> Client:
-    user = get_user_model().objects.create_superuser("boss", "boss@example.com", "pw-not-used")
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture
