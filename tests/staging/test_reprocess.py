@@ -4,6 +4,8 @@ the `--wait` summary with the actual cost, reprocessing onto another model, and 
 from __future__ import annotations
 
 import io
+import os
+import pty
 import subprocess
 import sys
 import threading
@@ -300,3 +302,40 @@ def test_two_manage_py_runs_at_once_never_add_a_second_attempt(emulated, make_jo
     for _out, err, code in results:
         assert "Traceback" not in err
         assert code == (1 if "not reprocessed" in err else 0), results
+
+
+def _run_on_a_terminal(command: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run `command` with a pseudo-terminal as stdin, stdout and stderr; its exit status and everything it drew."""
+    main, child = pty.openpty()
+    proc = subprocess.Popen(command, env=env, stdin=child, stdout=child, stderr=child, close_fds=True)
+    os.close(child)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # EIO: the child side closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(main)
+    return proc.wait(timeout=60), b"".join(chunks).decode(errors="replace")
+
+
+def test_a_progress_bar_with_counts_on_a_terminal_and_none_without(emulated, make_job, subprocess_env) -> None:
+    jobs = [make_job(), make_job()]
+    _finish(*jobs)
+    env = {**subprocess_env, **emulator_environ(emulated), "COLUMNS": "100", "TERM": "xterm"}
+    ids = [str(job.pk) for job in jobs]
+    code, drawn = _run_on_a_terminal([sys.executable, MANAGE, "reprocess", *ids, "--yes"], env)
+    assert code == 0, drawn
+    assert "Creating attempts" in drawn and "2/2" in drawn
+    assert "2 of 2 job(s) reprocessed" in drawn
+
+    _finish(*jobs)
+    piped = subprocess.run(
+        [sys.executable, MANAGE, "reprocess", *ids, "--yes"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert piped.returncode == 0, piped.stderr
+    assert "Creating attempts" not in piped.stdout and "\x1b[" not in piped.stdout
+    assert piped.stdout.strip().splitlines()[-1] == "2 of 2 job(s) reprocessed, estimated $0.08."

@@ -171,6 +171,13 @@ class Command(BaseCommand):
             transient=True,
         )
 
+    def _say(self, progress: Progress, line: str) -> None:
+        """A line above the live bar on a terminal (writing past it would tear the bar), else a plain line."""
+        if self.tty:
+            progress.console.print(line, markup=False, highlight=False)
+        else:
+            self.stdout.write(line)
+
     def _start(self, plans: list[reprocessing.Plan], wait: bool) -> list[Attempt]:
         started: list[Attempt] = []
         # With --wait the submissions run here at once (no qcluster needed), else they go to the queue.
@@ -185,9 +192,9 @@ class Command(BaseCommand):
                     continue
                 started.append(attempt)
                 if plan.request.to_model:
-                    self.stdout.write(f"Job {plan.job.pk}: new job {attempt.job_id} on {plan.target} queued.")
+                    self._say(progress, f"Job {plan.job.pk}: new job {attempt.job_id} on {plan.target} queued.")
                 else:
-                    self.stdout.write(f"Job {plan.job.pk}: attempt {attempt.number} queued.")
+                    self._say(progress, f"Job {plan.job.pk}: attempt {attempt.number} queued.")
                 progress.advance(task)
         return started
 
@@ -210,7 +217,7 @@ class Command(BaseCommand):
                         f"Job {attempt.job_id}: {outcome.status}" + (" (timed out)" if outcome.timed_out else "")
                     )
                 for stored in outcome.paths:
-                    self.stdout.write(stored)
+                    self._say(progress, stored)
         self.stdout.write(summary.line())
         if not_succeeded:
             raise CommandError(f"{len(not_succeeded)} job(s) did not succeed: {', '.join(map(str, not_succeeded))}.")
