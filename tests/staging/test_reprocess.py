@@ -55,6 +55,7 @@ def no_serve_record(tmp_path, monkeypatch) -> None:
         (["--model", "nope"], "invalid choice: 'nope'"),
         (["--to-model", "nope"], "invalid choice: 'nope'"),
         (["--config-version", "99"], "flux-kontext-pro has no stored config version 99."),
+        (["--to-model", "seedream-4", "--config-version", "5"], "seedream-4 has no stored config version 5."),
         (["--config-version", "abc"], "--config-version must be 'active' or a version number, got 'abc'."),
         (["--config-version", "0"], "--config-version must be 'active' or a version number, got '0'."),
         (["--limit", "0"], "--limit must be a positive whole number of jobs, got '0'."),
