@@ -109,6 +109,20 @@ def _load(slug: str, active_id: int | None) -> ActiveConfig:
     )
 
 
+def stored_config(slug: str, version_id: int) -> ActiveConfig:
+    """A given stored version of `slug` in place of the active one (`reprocess --config-version`).
+
+    Unlike `get_active_config` it never falls back to the defaults: whoever named the version asked for
+    exactly it, so one that no longer validates raises pydantic's `ValidationError`, and a version of
+    another model raises `ModelConfigVersion.DoesNotExist`.
+    """
+    version = ModelConfigVersion.objects.filter(pk=version_id, model_config__slug=slug).values("number", "config").get()
+    config = get_spec(slug).config_schema.model_validate(version["config"])
+    return ActiveConfig(
+        slug=slug, config=config, version_id=version_id, version_number=version["number"], source="stored"
+    )
+
+
 def _defaults(slug: str, reason: str) -> ActiveConfig:
     logger.warning("Config for %s: %s; using the code defaults", slug, reason)
     return ActiveConfig(slug=slug, config=get_spec(slug).default_config(), reason=reason)

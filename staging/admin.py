@@ -1,7 +1,8 @@
 """Admin for staging jobs: browse, inspect attempts and outputs, cancel or retry.
 
 Thin on purpose: the list reads through `StagingJob.objects.with_status()` (status is derived, never stored),
-the actions call `services.cancel_job` / `services.retry_job`, and everything else is read-only.
+the actions call `services.cancel_job` / `reprocessing.start` (after a confirmation page), and everything else
+is read-only.
 Jobs are created on the workbench (`admin_workbench`, the "Add" page), the `stage` command or the API,
 all through `services.create_job`; the original is never deleted here. The attempt token (the webhook's
 credential) is never shown.
@@ -13,13 +14,15 @@ import json
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
-from . import derivatives, selectors, services, storage
+from . import derivatives, reprocessing, selectors, services, storage
 from .admin_workbench import WorkbenchMixin
 from .errors import StagingError
 from .models import Attempt, DerivativeKind, JobStatus, StagedImage, StagingJob
@@ -200,14 +203,31 @@ class StagingJobAdmin(WorkbenchMixin, admin.ModelAdmin):
                 self.message_user(request, f"Job {job.pk}: attempt {attempt.number} canceled.", messages.SUCCESS)
 
     @admin.action(description="Retry the selected jobs (a new paid attempt each)", permissions=["change"])
-    def retry_jobs(self, request: HttpRequest, queryset: QuerySet[StagingJob]) -> None:
-        for job in queryset:
+    def retry_jobs(self, request: HttpRequest, queryset: QuerySet[StagingJob]) -> TemplateResponse | None:
+        """First a confirmation page (count, estimated total, skipped jobs, preflight problems); only its
+        Confirm button spends, through the command's `reprocessing.start`, expecting what the page showed."""
+        review = reprocessing.review(list(queryset.values_list("pk", flat=True)))
+        if request.POST.get("confirm") != "yes" or review.problems or not review.plans:
+            context = {
+                **self.admin_site.each_context(request),
+                "title": "Retry the selected jobs?",
+                "opts": self.model._meta,
+                "review": review,
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+                "changelist_url": reverse("admin:staging_stagingjob_changelist"),
+            }
+            return TemplateResponse(request, "admin/staging/stagingjob/retry_confirmation.html", context)
+        policy = services.OverridePolicy.of(request.user)
+        for plan in review.plans:
+            seen = request.POST.get(f"expected-{plan.job.pk}", "")
+            plan.expected = int(seen) if seen.isdigit() else plan.expected
             try:
-                attempt = services.retry_job(job.pk)
+                attempt = reprocessing.start(plan, policy)
             except StagingError as exc:
-                self.message_user(request, f"Job {job.pk}: not retried: {exc}", messages.ERROR)
+                self.message_user(request, f"Job {plan.job.pk}: not retried: {exc}", messages.ERROR)
                 continue
-            self.message_user(request, f"Job {job.pk}: attempt {attempt.number} queued.", messages.SUCCESS)
+            self.message_user(request, f"Job {plan.job.pk}: attempt {attempt.number} queued.", messages.SUCCESS)
+        return None
 
 
 from . import spend_admin  # noqa: E402, F401  the spend page, registered on SpendDay

@@ -121,6 +121,14 @@ class StagingJob(models.Model):
         related_name="+",
         help_text="Who asked for it (empty: a command or the system); decides who may see it.",
     )
+    reprocessed_from = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="copies",
+        help_text="The job whose photo this one reprocesses on another model (reprocess --to-model).",
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -201,6 +209,14 @@ class Attempt(models.Model):
     state = models.CharField(max_length=20, choices=State.choices, default=State.QUEUED)
     config_version = models.ForeignKey(
         "models_config.ModelConfigVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    pinned_version = models.ForeignKey(
+        "models_config.ModelConfigVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The stored version asked for instead of the active one (reprocess --config-version).",
     )
     config = models.JSONField(null=True, blank=True, help_text="The validated config actually used.")
     config_source = models.CharField(max_length=20, choices=ConfigSource.choices, blank=True, default="")

@@ -12,7 +12,7 @@ from django.db.models import QuerySet
 from models_config.builders import StagingRequest
 from models_config.registry import get_spec
 from models_config.schemas import StagingConfig
-from models_config.selectors import ActiveConfig, get_active_config
+from models_config.selectors import ActiveConfig, get_active_config, stored_config
 
 from .models import Attempt, StagedImage, StagingJob
 
@@ -45,22 +45,28 @@ class ResolvedInput:
     input: dict[str, Any]  # the exact Replicate input
 
 
-def resolve_config(slug: str, override: Mapping[str, Any] | None) -> tuple[ActiveConfig, StagingConfig]:
+def resolve_config(
+    slug: str, override: Mapping[str, Any] | None, version_id: int | None = None
+) -> tuple[ActiveConfig, StagingConfig]:
     """The config a new attempt uses now: `override` > active stored version > code defaults.
 
-    Raises pydantic's `ValidationError` when the override does not fit the model's schema.
+    `version_id` pins a stored version in place of the active one (an attempt's `pinned_version`, see
+    docs/architecture.md#reprocessing). Raises pydantic's `ValidationError` when the override (or the
+    pinned version) does not fit the model's schema.
     """
-    active = get_active_config(slug)
+    active = get_active_config(slug) if version_id is None else stored_config(slug, version_id)
     return active, get_spec(slug).resolve_config(active.config.model_dump(mode="json"), override)
 
 
-def resolve_input(job: StagingJob, image_url: str, override: Mapping[str, Any] | None = None) -> ResolvedInput:
+def resolve_input(
+    job: StagingJob, image_url: str, override: Mapping[str, Any] | None = None, *, version_id: int | None = None
+) -> ResolvedInput:
     """The input a new attempt of `job` sends now; `override` None means the job's own override.
 
     One function for the real submit and for `reprocess --dry-run`, so a dry run shows what would be sent.
     """
     layer = job.config_override if override is None else override
-    active, config = resolve_config(job.model_slug, layer)
+    active, config = resolve_config(job.model_slug, layer, version_id)
     request = StagingRequest(image_url, job.room_type, job.style, job.instructions, job.seed)
     return ResolvedInput(active, config, get_spec(job.model_slug).build_input(request, config))
 

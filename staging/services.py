@@ -89,10 +89,11 @@ OPERATOR = OverridePolicy(may_change_config=True)
 PER_JOB_ONLY = OverridePolicy(may_change_config=False)
 
 
-def _check_override(slug: str, override: Mapping[str, Any]) -> StagingConfig:
-    """The config `override` gives with today's active config; refused (JobInputError per field) if invalid."""
+def _check_override(slug: str, override: Mapping[str, Any], version_id: int | None = None) -> StagingConfig:
+    """The config `override` gives with today's active config (or the pinned `version_id`); refused
+    (JobInputError per field) if invalid."""
     try:
-        return selectors.resolve_config(slug, override)[1]
+        return selectors.resolve_config(slug, override, version_id)[1]
     except ValidationError as exc:
         message = f"Invalid config override for {slug}: {describe_errors(exc.errors())}"
         raise JobInputError(message, field_errors(exc, ("config",))) from None
@@ -178,28 +179,118 @@ def create_job(
 
 
 def retry_job(
-    job_id: int, config_override: Mapping[str, Any] | None = None, policy: OverridePolicy = PER_JOB_ONLY
+    job_id: int,
+    config_override: Mapping[str, Any] | None = None,
+    policy: OverridePolicy = PER_JOB_ONLY,
+    *,
+    version_id: int | None = None,
+    expected_latest: int | None = None,
 ) -> Attempt:
     """Add a new attempt to a finished job (failed, canceled, or succeeded to reprocess) and queue it.
 
     `config_override`, when given, replaces the job's stored override for this and later attempts;
     it is checked as `create_job` checks one (`OverrideNotAllowed` for a key `policy` does not allow).
-    Raises `JobBusyError` while the job still has an attempt in progress.
+    `version_id` pins a stored config version for this attempt (and its automatic retries) instead of
+    the active one. Raises `JobBusyError` while the job still has an attempt in progress, and when
+    `expected_latest` (the latest attempt number the caller saw) is no longer the latest: under the row
+    lock, so two runs at once give a job one new attempt (docs/architecture.md#reprocessing).
     """
     with transaction.atomic():
-        job = StagingJob.objects.select_for_update().get(pk=job_id)
+        job = _lock_job(job_id)
         latest = job.attempts.order_by("-number").first()
         if latest is not None and not latest.is_terminal:
             raise JobBusyError(f"Job {job_id} is still {latest.state}; cancel it or wait before retrying.")
-        if config_override is not None:
-            config = _check_override(job.model_slug, config_override)
+        if expected_latest is not None and latest is not None and latest.number != expected_latest:
+            raise JobBusyError(f"Job {job_id} was reprocessed meanwhile (attempt {latest.number}); nothing added.")
+        if config_override is not None or version_id is not None:
+            layer = job.config_override if config_override is None else config_override
+            config = _check_override(job.model_slug, layer or {}, version_id)
             policy.check(job.model_slug, config_override)
-            _check_prompt(config, config_override, job.room_type, job.style, job.instructions)
+            _check_prompt(config, layer, job.room_type, job.style, job.instructions)
+        if config_override is not None:
             job.config_override = dict(config_override) or None
             job.save(update_fields=["config_override", "updated_at"])
         number = (latest.number if latest else 0) + 1
-        attempt = Attempt.objects.create(job=job, number=number)
+        attempt = Attempt.objects.create(job=job, number=number, pinned_version_id=version_id)
         enqueue("submit_attempt", attempt.pk)
+    return attempt
+
+
+def _lock_job(job_id: int) -> StagingJob:
+    """The job, locked until the transaction ends, on every database: SQLite ignores `SELECT … FOR UPDATE`,
+    but an UPDATE takes its write lock at once, so two runs cannot both read "no new attempt yet"."""
+    StagingJob.objects.filter(pk=job_id).update(updated_at=timezone.now())
+    return StagingJob.objects.select_for_update().get(pk=job_id)
+
+
+def unsaved_copy(job: StagingJob, model: str, config_override: Mapping[str, Any] | None) -> StagingJob:
+    """`job` as a new job of `model` (same photo and request, `config_override` for the new model), unsaved.
+
+    The source's own override is not carried over: it was written for another model's schema.
+    """
+    return StagingJob(
+        model_slug=model,
+        room_type=job.room_type,
+        style=job.style,
+        instructions=job.instructions,
+        seed=job.seed,
+        config_override=dict(config_override) if config_override else None,
+        photo=job.photo,
+        input_photo=job.input_photo,
+        photo_width=job.photo_width,
+        photo_height=job.photo_height,
+        created_by_id=job.created_by_id,
+        reprocessed_from=job,
+    )
+
+
+def reprocess_on_model(
+    job_id: int,
+    model: str,
+    config_override: Mapping[str, Any] | None = None,
+    policy: OverridePolicy = PER_JOB_ONLY,
+    *,
+    version_id: int | None = None,
+    expected_copy: int | None = None,
+) -> Attempt:
+    """Stage `job`'s photo again with another model: a new job (`reprocessed_from` the source) with its own
+    copy of the photo, and its attempt 1 queued. Returns that attempt.
+
+    A new job, not an attempt of the old one, keeps each job's status derived from attempts of one model
+    and the per-model metrics right (docs/architecture.md#reprocessing). `expected_copy` is the newest copy
+    of the source onto `model` the caller saw (0: none); another one made meanwhile raises `JobBusyError`.
+    """
+    try:
+        spec = get_spec(model)
+    except UnknownModelError as exc:
+        raise JobInputError.about("model", str(exc)) from None
+    override = dict(config_override) if config_override else None
+    config = _check_override(spec.slug, override or {}, version_id)
+    policy.check(spec.slug, override)
+    with transaction.atomic():
+        source = _lock_job(job_id)
+        newest = source.copies.filter(model_slug=spec.slug).order_by("-pk").values_list("pk", flat=True).first()
+        if expected_copy is not None and (newest or 0) != expected_copy:
+            raise JobBusyError(
+                f"Job {job_id} was reprocessed onto {spec.slug} meanwhile (job {newest}); nothing added."
+            )
+        _check_prompt(config, override, source.room_type, source.style, source.instructions)
+        job = unsaved_copy(source, spec.slug, override)
+        job.photo, job.input_photo = None, None  # its own copies below: a clean-up must never delete the source's
+        try:
+            for name in ("photo", "input_photo"):
+                original = getattr(source, name)
+                if original:
+                    with original.open("rb") as handle:
+                        getattr(job, name).save(
+                            original.name.rsplit("/", 1)[-1], ContentFile(handle.read()), save=False
+                        )
+            job.save()
+            attempt = Attempt.objects.create(job=job, number=1, pinned_version_id=version_id)
+            enqueue("submit_attempt", attempt.pk)
+        except Exception:
+            storage.delete_files(job.photo, job.input_photo)
+            raise
     return attempt
 
 
@@ -238,7 +329,7 @@ def submit_attempt(attempt_id: int) -> None:
     spec = get_spec(job.model_slug)
     try:
         image_url = storage.image_url_for_replicate(job.sent_photo, storage.content_type_of(job.sent_photo.name))
-        resolved = selectors.resolve_input(job, image_url)
+        resolved = selectors.resolve_input(job, image_url, version_id=attempt.pinned_version_id)
         check_prompt(resolved.input["prompt"], settings.STAGING_MAX_PROMPT_CHARS)
     except ValidationError as exc:  # e.g. an override stored before today's rules
         message = (

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -49,6 +50,26 @@ def check_budget(slug: str, estimated_cost: Decimal, *, now: datetime | None = N
     return ledger.over_budget(slug, estimated_cost, ledger.day_of(now))
 
 
+def budget_problems(costs: Mapping[str, Decimal], *, now: datetime | None = None) -> list[str]:
+    """`check_budget` for a batch: each model's total counted together against the overall cap, one line per
+    model that would not fit. Reprocess and the admin's retry ask this before creating any attempt."""
+    day = ledger.day_of(now)
+    pending: dict[str, Decimal] = defaultdict(Decimal)
+    problems = []
+    for slug, amount in costs.items():
+        reason = ledger.over_budget(slug, amount, day, pending)
+        if reason is not None:
+            problems.append(reason)
+            continue
+        _count(pending, slug, amount)
+    return problems
+
+
+def _count(pending: dict[str, Decimal], slug: str, amount: Decimal) -> None:
+    pending[slug] += amount
+    pending[SpendDay.OVERALL] += amount
+
+
 def resume_held(*, now: datetime | None = None) -> int:
     """Queue again the held attempts that fit today's budget now, oldest first; returns how many.
 
@@ -65,8 +86,7 @@ def resume_held(*, now: datetime | None = None) -> int:
         if ledger.over_budget(slug, amount, day, pending) is not None:
             continue
         if transitions.resume(attempt.pk):
-            pending[slug] += amount
-            pending[SpendDay.OVERALL] += amount
+            _count(pending, slug, amount)
             resumed += 1
     if resumed:
         logger.info("Resumed %d held attempt(s)", resumed)

@@ -400,7 +400,12 @@ def _schedule_next_attempt(failed: Attempt, retry_after: float | None, now: date
         return None
     delay = backoff_seconds(failed.number, retry_after)
     next_at = now + timedelta(seconds=delay) if delay > 0 else None
-    attempt = Attempt.objects.create(job_id=failed.job_id, number=failed.number + 1, next_retry_at=next_at)
+    attempt = Attempt.objects.create(
+        job_id=failed.job_id,
+        number=failed.number + 1,
+        next_retry_at=next_at,
+        pinned_version_id=failed.pinned_version_id,  # a retry keeps the version the operator asked for
+    )
     Attempt.objects.filter(pk=failed.pk).update(
         error=f"{failed.error} Retrying as attempt {attempt.number} of {max_attempts} in {delay:.0f}s."
     )

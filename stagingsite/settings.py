@@ -209,6 +209,10 @@ STAGING_REPLICATE_TIMEOUT = env.float("STAGING_REPLICATE_TIMEOUT", default=30.0)
 STAGING_MAX_ATTEMPTS = env.int("STAGING_MAX_ATTEMPTS", default=3)
 STAGING_RETRY_BASE_SECONDS = env.float("STAGING_RETRY_BASE_SECONDS", default=10.0)
 STAGING_RETRY_MAX_SECONDS = env.float("STAGING_RETRY_MAX_SECONDS", default=300.0)
+# `reprocess` asks before adding attempts to more jobs than this, or spending more than this (USD) in total;
+# below both it proceeds after printing the estimate (docs/operations.md#reprocessing).
+STAGING_REPROCESS_CONFIRM_JOBS = env.int("STAGING_REPROCESS_CONFIRM_JOBS", default=10)
+STAGING_REPROCESS_CONFIRM_COST = Decimal(env.str("STAGING_REPROCESS_CONFIRM_COST", default="1.00"))
 # An attempt not finished this long after it was claimed is cancelled on Replicate and failed
 # (Replicate's own hard limit is 30 min; outputs are deleted 1 h after completion).
 STAGING_ATTEMPT_DEADLINE_SECONDS = env.int("STAGING_ATTEMPT_DEADLINE_SECONDS", default=20 * 60)

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
+from django.contrib.auth import get_user_model
+from django.test import Client
 
 from bench.scenarios.qcluster import QCluster
 from staging.emulation import emulator_environ, emulator_settings
@@ -34,6 +36,14 @@ def webhook_pipeline(pipeline, live_server, settings):
     settings.ROOT_URLCONF = "tests.staging.urls"
     settings.STAGING_POLL_AFTER_SECONDS = 60
     return pipeline
+
+
+@pytest.fixture
+def staff(client: Client) -> Client:
+    """The test client logged in as a superuser (the jobs admin)."""
+    user = get_user_model().objects.create_superuser("boss", "boss@example.com", "pw-not-used")
+    client.force_login(user)
+    return client
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import io
 import json
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -166,7 +167,10 @@ def test_reprocess_wait_runs_in_process(emulated, make_job) -> None:
     out = run("reprocess", str(job.pk), "--yes", "--wait", "--config", '{"output_format": "jpg"}')
     attempt = job.attempts.get(number=2)
     assert attempt.state == "succeeded" and attempt.input["output_format"] == "jpg"
-    assert Path(out.strip().splitlines()[-1]).is_file()
+    *_, stored, summary = out.strip().splitlines()
+    assert Path(stored).is_file()
+    assert summary == "Done: 1 succeeded, 0 failed, 0 canceled; actual cost $0.04 (estimated $0.04)."
+    assert attempt.cost == Decimal("0.04")
 
 
 def test_reprocess_errors_and_empty_selection(emulated, make_job) -> None:
@@ -178,13 +182,14 @@ def test_reprocess_errors_and_empty_selection(emulated, make_job) -> None:
         run("reprocess", "--yes")
     with pytest.raises(CommandError, match="--since must be a date"):
         run("reprocess", "--since", "yesterday")
-    with pytest.raises(CommandError, match="would not validate"):
+    with pytest.raises(CommandError, match=r"Nothing changed: job .*invalid config for flux-kontext-pro"):
         run("reprocess", str(job.pk), "--config", '{"output_format": "webp"}', "--yes")
     assert "nothing to reprocess" in run("reprocess", "--status", "failed", "--yes")
     assert job.attempts.count() == 1
 
 
-def test_reprocess_refuses_without_tty_unless_yes(emulated, make_job, monkeypatch) -> None:
+def test_reprocess_refuses_without_tty_unless_yes(emulated, make_job, monkeypatch, settings) -> None:
+    settings.STAGING_REPROCESS_CONFIRM_JOBS = 0  # one job is above the threshold
     job = make_job()
     _finish(job)
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))

@@ -9,6 +9,7 @@ files on a fresh clone without a separate `collectstatic`.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -189,3 +190,20 @@ def test_serve_with_debug_off_serves_the_static_files_on_a_fresh_clone(tmp_path)
             assert css and all(re.search(r"\.[0-9a-f]{12}\.css$", asset) for asset in css), css  # hashed names
         serving.stop(signal.SIGTERM)
     assert "Collected the static files" in output[0]
+
+
+def test_stage_beside_serve_uses_its_emulator_without_exporting_anything(tmp_path, photo_path):
+    runtime = Path(settings.BASE_DIR) / ".serve-runtime.json"
+    with _serving(tmp_path) as (serving, _output):
+        assert json.loads(runtime.read_text())["base_url"] == f"http://127.0.0.1:{serving.emulator}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("REPLICATE_", "STAGING_", "DATABASE_"))}
+        env.update(DATABASE_URL=serving.database_url, MEDIA_ROOT=str(tmp_path / "media"))
+        stage = [sys.executable, "manage.py", "stage", str(photo_path), "--model", "flux-kontext-pro", "--wait"]
+        result = subprocess.run(stage, env=env, cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert f"using the emulator of `serve` (pid {serving.process.pid})" in result.stdout
+        assert Path(result.stdout.strip().splitlines()[-1]).is_file()
+        serving.stop(signal.SIGTERM)
+    assert not runtime.exists()  # removed on exit: a later `stage` says the token is missing again
+    result = subprocess.run(stage, env=env, cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "REPLICATE_API_TOKEN is not set" in result.stderr

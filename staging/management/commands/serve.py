@@ -23,6 +23,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from staging import emulation
 from stagingsite import appserver
 from stagingsite.static_files import collect_if_stale
 
@@ -72,6 +73,7 @@ class Command(BaseCommand):
             self.stdout.write("\nStopping…")
         finally:
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not abandon the children
+            emulation.remove_runtime()
             _stop_all(children)
 
     def _start_emulator(
@@ -103,6 +105,8 @@ class Command(BaseCommand):
             ],
             env,
         )
+        # `stage` and `reprocess` run in this folder find it here (docs/operations.md#commands-beside-make-run).
+        emulation.write_runtime(base_url, token)
         self.stdout.write(f"No REPLICATE_API_TOKEN set: using the bundled Replicate emulator at {base_url}")
         return proc
 

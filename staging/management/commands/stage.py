@@ -21,7 +21,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from models_config.builders import DEFAULT_ROOM_TYPE, DEFAULT_STYLE
 from models_config.registry import REGISTRY
-from staging import reprocessing, services
+from staging import emulation, reprocessing, services
 from staging.emulation import emulator_settings
 from staging.errors import ImageRejected, JobInputError, ReplicateNotConfigured
 from staging.management.options import parse_config_option
@@ -75,6 +75,9 @@ class Command(BaseCommand):
         override = parse_config_option(options["config"])
         if options["timeout"] <= 0:
             raise CommandError("--timeout must be a positive number of seconds.")
+        backend = "" if options["emulator"] else emulation.use_serve_backend()
+        if backend:
+            self.stdout.write(backend)
         if not settings.REPLICATE_API_TOKEN and not options["emulator"]:
             raise CommandError(NO_TOKEN)
 
