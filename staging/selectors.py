@@ -47,11 +47,7 @@ def deliverable(job: StagingJob) -> StagedImage | None:
 
 def attempts_with_outputs(job: StagingJob) -> QuerySet[Attempt]:
     """Every attempt of the job, oldest first, with its config version and its outputs' derivatives."""
-    return (
-        job.attempts.select_related("config_version")
-        .prefetch_related("images__derivatives")
-        .order_by("number")
-    )
+    return job.attempts.select_related("config_version").prefetch_related("images__derivatives").order_by("number")
 
 
 def output_of(job_id: int, index: int, attempt_number: int | None = None) -> StagedImage:
