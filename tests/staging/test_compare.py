@@ -95,18 +95,14 @@ def test_job_page_shows_every_attempt_and_chooses(reprocessed: StagingJob) -> No
     version = reprocessed.attempts.get(number=1).config_version.number
     assert f"config v{version}" in html and "$0.0400" in html
 
-    page = client.post(
-        reverse("admin:staging_stagingjob_choose", args=[reprocessed.pk]), {"output": "1:0"}, follow=True
-    )
+    choose = reverse("admin:staging_stagingjob_choose", args=[reprocessed.pk])
+    page = client.post(choose, {"output": "1:0"}, follow=True)
     assert "Output 1 of attempt 1 will be delivered." in [str(m) for m in page.context["messages"]]
     assert StagingJob.objects.get(pk=reprocessed.pk).chosen_output.attempt.number == 1
-    assert (
-        client.post(reverse("admin:staging_stagingjob_choose", args=[reprocessed.pk]), {"output": "x"}).status_code
-        == 302
-    )
+    assert client.post(choose, {"output": "x"}).status_code == 302
 
     viewer = logged_in(make_staff("looker", "view_stagingjob"))
     assert 'value="2:0"' not in viewer.get(url).content.decode()  # no choose button without the permission
-    refused = viewer.post(reverse("admin:staging_stagingjob_choose", args=[reprocessed.pk]), {"output": "2:0"})
+    refused = viewer.post(choose, {"output": "2:0"})
     assert refused.status_code == 403
     assert StagingJob.objects.get(pk=reprocessed.pk).chosen_output.attempt.number == 1
