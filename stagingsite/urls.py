@@ -13,6 +13,11 @@ from staging.prometheus import metrics_view
 from staging.webhooks import replicate_webhook
 from stagingsite import views
 
+# The admin is the staff's workbench: branded as the service, not as "Django administration".
+admin.site.site_header = "Virtual Staging"
+admin.site.site_title = "Virtual Staging"
+admin.site.index_title = "Workbench"
+
 urlpatterns = [
     path("", views.root, name="root"),
     path("healthz", views.healthz, name="healthz"),
