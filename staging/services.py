@@ -127,8 +127,11 @@ def create_job(
     seed: int | None = None,
     config_override: Mapping[str, Any] | None = None,
     policy: OverridePolicy = PER_JOB_ONLY,
+    is_try: bool = False,
 ) -> StagingJob:
     """Validate everything, store the photo, create attempt 1 and queue its submission.
+
+    `is_try` marks a playground run of a draft config (docs/architecture.md#the-playground).
 
     Raises `ImageRejected` (bad photo), `JobInputError` (unknown model, invalid override, a prompt
     that cannot be sent; `.errors` has a `{loc, msg, type}` item per refused field), `OverrideNotAllowed`
@@ -158,6 +161,7 @@ def create_job(
         config_override=override,
         photo_width=checked.width,
         photo_height=checked.height,
+        is_try=is_try,
     )
     try:
         with transaction.atomic():
