@@ -86,6 +86,22 @@ class StatusFilter(admin.SimpleListFilter):
         return queryset.filter(derived_status=value) if value in JobStatus.values else queryset
 
 
+class TryFilter(admin.SimpleListFilter):
+    """Playground tries are left out unless asked for (docs/architecture.md#the-playground)."""
+
+    title = "kind"
+    parameter_name = "kind"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("tries", "playground tries"), ("all", "all")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[StagingJob]) -> QuerySet[StagingJob]:
+        value = self.value()
+        if value == "all":
+            return queryset
+        return queryset.filter(is_try=value == "tries")
+
+
 class AttemptInline(admin.StackedInline):
     model = Attempt
     extra = 0
@@ -133,7 +149,7 @@ class AttemptInline(admin.StackedInline):
 @admin.register(StagingJob)
 class StagingJobAdmin(admin.ModelAdmin):
     list_display = ("id", "status_display", "model_slug", "room_type", "style", "created_at")
-    list_filter = (StatusFilter, "model_slug", "created_at")
+    list_filter = (StatusFilter, TryFilter, "model_slug", "created_at")
     search_fields = ("=id", "uid", "room_type", "style", "instructions", "attempts__prediction_id")
     date_hierarchy = "created_at"
     ordering = ("-created_at",)

@@ -110,3 +110,19 @@ def test_trying_needs_both_permissions(source: StagingJob) -> None:
     assert viewer.post(url, form).status_code == 403
     assert logged_in(make_staff("nobody")).get(url).status_code == 403
     assert StagingJob.objects.filter(is_try=True).count() == 0
+
+
+def test_tries_are_left_out_of_listings_metrics_and_reprocessing(source: StagingJob, make_job) -> None:
+    from staging.metrics import attempts_of
+    from staging.reprocessing import select_jobs
+
+    tried = make_job(SLUG)
+    StagingJob.objects.filter(pk=tried.pk).update(is_try=True)
+    assert drive(tried) == "succeeded"
+    boss = logged_in(make_staff("boss", "view_stagingjob"))
+    listed = boss.get(reverse("admin:staging_stagingjob_changelist")).context["cl"].result_list
+    assert [job.pk for job in listed] == [source.pk]
+    only_tries = boss.get(reverse("admin:staging_stagingjob_changelist"), {"kind": "tries"}).context["cl"]
+    assert [job.pk for job in only_tries.result_list] == [tried.pk]
+    assert list(attempts_of(SLUG).values_list("job_id", flat=True)) == [source.pk]
+    assert list(select_jobs(model=SLUG).values_list("pk", flat=True)) == [source.pk]
