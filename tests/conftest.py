@@ -16,6 +16,7 @@ pytest_plugins = [  # a plugin that another one imports comes first, so that pyt
     "tests.fixtures.emulator",
     "tests.fixtures.pipeline",
     "tests.fixtures.users",
+    "tests.fixtures.browser",
 ]
 
 
