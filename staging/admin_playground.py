@@ -63,19 +63,40 @@ def playground_view(request: HttpRequest, slug: str) -> HttpResponse:
         raise PermissionDenied
     jobs = StagingJob.objects.filter(model_slug=slug, is_try=False).order_by("-created_at")[:RECENT_JOBS]
     source = _job_or_none(request.POST.get("job") or request.GET.get("job"), slug)
+    result: playground.PlaygroundPreview | None = None
+    asked_to_try = request.POST.get("action") == "try"
     if request.method != "POST":
         draft_text = json.dumps(get_active_config(slug).config.model_dump(mode="json"), indent=2)
-        return _render(
-            request,
-            slug,
-            "playground.html",
-            jobs=jobs,
-            source=source,
-            draft_text=draft_text,
-            room_type="",
-            style="",
-            instructions="",
-        )
+        draft = playground.Draft(slug=slug, config=None, room_type="", style="")
+    else:
+        draft_text, draft = _posted_draft(request, slug)
+        if asked_to_try:
+            outcome = _try(request, draft, source)
+            if isinstance(outcome, StagingJob):
+                target = reverse("staging-playground-result", args=[outcome.pk])
+                return HttpResponseRedirect(f"{target}?against={source.pk}" if source else target)
+            result = outcome
+        else:
+            result = playground.preview(draft, source)
+    shown = result.replicate_input if result else None
+    return _render(
+        request,
+        slug,
+        "playground.html",
+        jobs=jobs,
+        source=source,
+        draft_text=draft_text,
+        room_type=draft.room_type,
+        style=draft.style,
+        instructions=draft.instructions,
+        preview=result,
+        input_json=storage.redact_signatures(json.dumps(shown, indent=2)) if shown else "",
+        unconfirmed=asked_to_try and result is not None and not result.errors,
+    )
+
+
+def _posted_draft(request: HttpRequest, slug: str) -> tuple[str, playground.Draft]:
+    """The draft as typed (kept for the page) and parsed; text that is not JSON is refused by `preview`."""
     draft_text = request.POST.get("config", "")
     try:
         config = json.loads(draft_text)
@@ -88,42 +109,23 @@ def playground_view(request: HttpRequest, slug: str) -> HttpResponse:
         style=request.POST.get("style", "").strip() or playground.DEFAULT_STYLE,
         instructions=request.POST.get("instructions", "").strip(),
     )
-    asked_to_try = request.POST.get("action") == "try"
-    if asked_to_try:
-        try:
-            outcome = playground.try_draft(
-                draft,
-                source_job=source,
-                upload=request.FILES.get("photo"),
-                confirmed_cost=_cost(request.POST.get("confirmed_cost")),
-                user=request.user,
-            )
-        except (JobInputError, ImageRejected, OverrideNotAllowed) as exc:  # nothing was stored
-            errors = getattr(exc, "errors", None) or [{"loc": ["photo"], "msg": str(exc), "type": "value_error"}]
-            outcome = playground.PlaygroundPreview(errors=errors)
-        if isinstance(outcome, StagingJob):
-            target = reverse("staging-playground-result", args=[outcome.pk])
-            return HttpResponseRedirect(f"{target}?against={source.pk}" if source else target)
-        result = outcome
-    else:
-        result = playground.preview(draft, source)
-    input_json = (
-        storage.redact_signatures(json.dumps(result.replicate_input, indent=2)) if result.replicate_input else ""
-    )
-    return _render(
-        request,
-        slug,
-        "playground.html",
-        jobs=jobs,
-        source=source,
-        draft_text=draft_text,
-        room_type=draft.room_type,
-        style=draft.style,
-        instructions=draft.instructions,
-        preview=result,
-        input_json=input_json,
-        unconfirmed=asked_to_try and not result.errors,
-    )
+    return draft_text, draft
+
+
+def _try(
+    request: HttpRequest, draft: playground.Draft, source: StagingJob | None
+) -> StagingJob | playground.PlaygroundPreview:
+    try:
+        return playground.try_draft(
+            draft,
+            source_job=source,
+            upload=request.FILES.get("photo"),
+            confirmed_cost=_cost(request.POST.get("confirmed_cost")),
+            user=request.user,
+        )
+    except (JobInputError, ImageRejected, OverrideNotAllowed) as exc:  # nothing was stored
+        errors = getattr(exc, "errors", None) or [{"loc": ["photo"], "msg": str(exc), "type": "value_error"}]
+        return playground.PlaygroundPreview(errors=errors)
 
 
 def playground_result_view(request: HttpRequest, job_id: int) -> HttpResponse:
