@@ -70,6 +70,12 @@ def test_diff_of_two_versions_picked_in_the_history(browser_page, screenshot, li
     config_services.save_version(SLUG, {**base, "prompt_template": edited}, author=None, comment="warmer")
 
     page.goto(f"{live_server.url}/admin/models_config/modelconfig/{row.pk}/change/")
+    template = page.locator('textarea[name="rjf§prompt_template"]')
+    template.wait_for()
+    assert template.bounding_box()["width"] >= 600  # wide enough for a paragraph
+    assert page.title() == "FLUX.1 Kontext [pro] | Change model configuration | Virtual Staging"
+    assert fits(page)
+    screenshot("config-change")
     page.check('input[name="a"][value="1"]')
     page.check('input[name="b"][value="3"]')
     page.click("#compare-versions")
