@@ -126,3 +126,18 @@ def test_tries_are_left_out_of_listings_metrics_and_reprocessing(source: Staging
     assert [job.pk for job in only_tries.result_list] == [tried.pk]
     assert list(attempts_of(SLUG).values_list("job_id", flat=True)) == [source.pk]
     assert list(select_jobs(model=SLUG).values_list("pk", flat=True)) == [source.pk]
+
+
+def test_an_uploaded_photo_can_be_tried(tuner: Client, pipeline) -> None:
+    from tests.fixtures.photos import upload
+
+    url = reverse("staging-playground", args=[SLUG])
+    form = {"room_type": "office", "config": json.dumps(draft_config())}
+    shown = tuner.post(url, {**form, "action": "preview"}).content.decode()
+    assert playground.UPLOAD_PLACEHOLDER in shown and "Furnish this office" in shown
+    missing = tuner.post(url, {**form, "action": "try", "confirmed_cost": "0.04"}).content.decode()
+    assert "Pick a job&#x27;s photo or upload one." in missing and not StagingJob.objects.exists()
+    tried = tuner.post(url, {**form, "action": "try", "confirmed_cost": "0.04", "photo": upload()})
+    assert tried.status_code == 302
+    job = StagingJob.objects.get()
+    assert job.is_try and drive(job) == "succeeded" and job.room_type == "office"
