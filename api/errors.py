@@ -36,7 +36,14 @@ from ninja.errors import ValidationError as NinjaValidationError
 from models_config.registry import UnknownModelError
 from models_config.schemas import describe_errors
 from models_config.services import ConfigError, ConfigValidationError, UnknownVersionError, VersionConflictError
-from staging.errors import ImageRejected, JobBusyError, JobInputError, OverrideNotAllowed, ReplicateNotConfigured
+from staging.errors import (
+    ImageRejected,
+    JobBusyError,
+    JobInputError,
+    OutputNotFound,
+    OverrideNotAllowed,
+    ReplicateNotConfigured,
+)
 from staging.fetch import FetchRefused
 
 from .schemas import ConflictOut
@@ -133,9 +140,9 @@ def override_not_allowed(request: HttpRequest, exc: OverrideNotAllowed) -> Answe
     return 403, {"detail": str(exc)}
 
 
-@answers(UnknownModelError, UnknownVersionError)
+@answers(UnknownModelError, UnknownVersionError, OutputNotFound)
 def not_found(request: HttpRequest, exc: LookupError) -> Answer:
-    """A model slug or version number in the path that does not exist; the message lists what does."""
+    """A model slug, version number, job or output in the path that does not exist; the message says which."""
     return 404, {"detail": str(exc)}
 
 

@@ -25,8 +25,10 @@ from .jsonform import adapted_schema
 from .models import ModelConfig
 from .registry import REGISTRY
 from .selectors import SAMPLE_REQUEST, model_configs, preview_input, version_diff, versions_of
+from .worddiff import highlight
 
 _FAILED_SAVE = "_models_config_save_failed"
+_SAVED = "_models_config_saved"
 
 
 @admin.register(ModelConfig)
@@ -117,6 +119,14 @@ class ModelConfigAdmin(admin.ModelAdmin):
             return
         obj.refresh_from_db()
         messages.success(request, f"Saved {obj.slug} v{version.number} and made it active.")
+        setattr(request, _SAVED, True)
+
+    def message_user(self, request: HttpRequest, message: str, level: int = messages.INFO, *args, **kwargs) -> None:
+        """One success message per save: `save_model` already named the new version, so the admin's
+        generic "…was changed successfully" is left out (docs/architecture.md#look-and-feel)."""
+        if getattr(request, _SAVED, False) and level == messages.SUCCESS:
+            return
+        super().message_user(request, message, level, *args, **kwargs)
 
     def response_change(self, request: HttpRequest, obj: ModelConfig) -> HttpResponse:
         if getattr(request, _FAILED_SAVE, False):
@@ -175,7 +185,18 @@ class ModelConfigAdmin(admin.ModelAdmin):
         if diff is None:
             raise Http404(f"{obj.slug} has no version {old_number} or {new_number}.")
         title = f"{obj}: changes from v{old_number} to v{new_number}"
-        return self._page(request, obj, "diff.html", title, diff=diff, active_number=active)
+        rows = [(change.key, *highlight(change.old, change.new)) for change in diff.changes]
+        return self._page(
+            request,
+            obj,
+            "diff.html",
+            title,
+            diff=diff,
+            rows=rows,
+            active_number=active,
+            versions=list(versions_of(obj.slug)),
+            diff_url=self._url("diff", obj),
+        )
 
     def preview_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """The Replicate input for the sample job: of the posted draft (POST) or a stored version (GET)."""
@@ -216,7 +237,7 @@ class ModelConfigAdmin(admin.ModelAdmin):
         except services.ConfigError as exc:
             messages.error(request, str(exc))
         else:
-            messages.success(request, f"v{number} of {obj.slug} is active again.")
+            messages.success(request, f"Made v{number} of {obj.slug} active again.")  # capfirst would print "V2"
         return HttpResponseRedirect(self._url("change", obj))
 
     @method_decorator(require_POST)

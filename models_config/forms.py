@@ -37,6 +37,12 @@ def initial_config(row: ModelConfig) -> dict[str, Any]:
         return {**defaults, **stored}
 
 
+# Under the editor when settings are refused. Not django-jsonform's "Please correct the errors below.": the
+# admin's error note above already says "Please correct the error below." (docs/architecture.md#look-and-feel).
+SETTINGS_INVALID = "Some settings are not valid: each one's message is shown under it."
+_WIDGET_GENERIC = "Please correct the errors below."
+
+
 class ModelConfigForm(forms.ModelForm):
     """Edit a model's config; saving (in the admin) stores a new version through `services`."""
 
@@ -78,6 +84,7 @@ class ModelConfigForm(forms.ModelForm):
         cleaned = super().clean()
         config = cleaned.get("config")
         if config is None:  # django-jsonform's own validator already put errors under the inputs
+            self._reword_widget_error()
             return cleaned
         try:
             cleaned["config"] = services.validate_config(self.slug, config)
@@ -89,11 +96,16 @@ class ModelConfigForm(forms.ModelForm):
             self.add_error(None, str(services.VersionConflictError(self.slug, base, self.active_number)))
         return cleaned
 
+    def _reword_widget_error(self) -> None:
+        errors = self._errors.get("config") if self._errors else None
+        if errors:
+            errors.data = [SETTINGS_INVALID if str(e.message) == _WIDGET_GENERIC else e for e in errors.as_data()]
+
     def attach_config_errors(self, errors: list[dict[str, Any]]) -> None:
         """Put pydantic errors under their inputs (django-jsonform ErrorMap); the rest on the form."""
         error_map, general = map_errors(errors, self.schema)
         if error_map:
             self.fields["config"].add_error(error_map)
-            self.add_error("config", "Please correct the errors below.")
+            self.add_error("config", SETTINGS_INVALID)
         for message in general:
             self.add_error(None, message)

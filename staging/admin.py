@@ -16,15 +16,17 @@ from typing import Any
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import reverse
-from django.utils.html import format_html, format_html_join
+from django.urls import path, reverse
+from django.utils.decorators import method_decorator
+from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
+from django.views.decorators.http import require_POST
 
-from . import derivatives, reprocessing, selectors, services, storage
+from . import delivery, reprocessing, selectors, services, storage
 from .admin_workbench import WorkbenchMixin
-from .errors import StagingError
+from .errors import OutputNotFound, StagingError
 from .models import Attempt, DerivativeKind, JobStatus, StagedImage, StagingJob
 
 
@@ -36,15 +38,42 @@ def _pretty(value: Any) -> SafeString:
     return format_html('<pre style="white-space: pre-wrap; margin: 0">{}</pre>', text)
 
 
-def _output_url(image: StagedImage, kind: DerivativeKind | None = None) -> str:
-    """The jobs API's link to an output (or its derivative): files are only served where permission is checked.
-
-    The admin's session authenticates those endpoints as it does this page (docs/operations.md#photos-and-outputs).
-    """
+def _output_url(image: StagedImage, attempt_number: int, kind: DerivativeKind | None = None) -> str:
+    """The jobs API's link to an output (or its derivative) of one attempt: files are only served where
+    permission is checked, and the admin's session authenticates those endpoints as it does this page
+    (docs/operations.md#photos-and-outputs)."""
     where = {"job_id": image.attempt.job_id, "index": image.index}
     if kind is None:
-        return reverse("api:job-output", kwargs=where)
-    return reverse("api:job-output-derivative", kwargs={**where, "kind": kind})
+        url = reverse("api:job-output", kwargs=where)
+    else:
+        url = reverse("api:job-output-derivative", kwargs={**where, "kind": kind})
+    return f"{url}?attempt={attempt_number}"
+
+
+def compare_context(job: StagingJob) -> dict[str, Any]:
+    """What the job page's comparison shows: the original, and every attempt with its outputs at full size."""
+    deliverable = selectors.deliverable(job)
+    attempts = []
+    for attempt in selectors.attempts_with_outputs(job):
+        outputs = [
+            {
+                "image": image,
+                "url": _output_url(image, attempt.number),
+                "thumbnail_url": _output_url(image, attempt.number, DerivativeKind.THUMBNAIL)
+                if any(d.kind == DerivativeKind.THUMBNAIL for d in image.derivatives.all())
+                else _output_url(image, attempt.number),
+                "chosen": deliverable is not None and image.pk == deliverable.pk,
+            }
+            for image in attempt.images.all()
+        ]
+        attempts.append({"attempt": attempt, "outputs": outputs})
+    return {
+        "deliverable_url": _output_url(deliverable, deliverable.attempt.number) if deliverable else "",
+        "original_url": reverse("api:job-original", kwargs={"job_id": job.pk}),
+        "compare_attempts": attempts,
+        "deliverable": deliverable,
+        "chosen_by_staff": job.chosen_output_id is not None,
+    }
 
 
 class StatusFilter(admin.SimpleListFilter):
@@ -59,6 +88,22 @@ class StatusFilter(admin.SimpleListFilter):
     def queryset(self, request: HttpRequest, queryset: QuerySet[StagingJob]) -> QuerySet[StagingJob]:
         value = self.value()
         return queryset.filter(derived_status=value) if value in JobStatus.values else queryset
+
+
+class TryFilter(admin.SimpleListFilter):
+    """Playground tries are left out unless asked for (docs/architecture.md#the-playground)."""
+
+    title = "kind"
+    parameter_name = "kind"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("tries", "playground tries"), ("all", "all")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[StagingJob]) -> QuerySet[StagingJob]:
+        value = self.value()
+        if value == "all":
+            return queryset
+        return queryset.filter(is_try=value == "tries")
 
 
 class AttemptInline(admin.StackedInline):
@@ -108,20 +153,19 @@ class AttemptInline(admin.StackedInline):
 @admin.register(StagingJob)
 class StagingJobAdmin(WorkbenchMixin, admin.ModelAdmin):
     list_display = ("id", "status_display", "model_slug", "room_type", "style", "created_at")
-    list_filter = (StatusFilter, "model_slug", "created_at")
+    list_filter = (StatusFilter, TryFilter, "model_slug", "created_at")
     search_fields = ("=id", "uid", "room_type", "style", "instructions", "attempts__prediction_id")
     date_hierarchy = "created_at"
     ordering = ("-created_at",)
     actions = ("cancel_jobs", "retry_jobs")
     inlines = (AttemptInline,)
     fieldsets = (
-        (None, {"fields": ("images", "downloads")}),
+        (None, {"fields": ("downloads",)}),
         ("Job", {"fields": (("status_display", "model_slug"), ("room_type", "style"), "instructions", "seed")}),
         ("Config override", {"fields": ("override_pretty",)}),
         ("Details", {"fields": ("uid", ("photo_width", "photo_height"), ("created_at", "updated_at"))}),
     )
     readonly_fields = (
-        "images",
         "downloads",
         "status_display",
         "model_slug",
@@ -138,9 +182,38 @@ class StagingJobAdmin(WorkbenchMixin, admin.ModelAdmin):
     )
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None):
-        """Every field is read-only (jobs change through actions), so offer no save buttons."""
+        """Every field is read-only (jobs change through actions), so offer no save buttons; the template
+        (admin/staging/stagingjob/change_form.html) adds every attempt's outputs and the before/after slider."""
         extra_context = {**(extra_context or {}), "show_save": False, "show_save_and_continue": False}
+        job = self.get_object(request, object_id)
+        if job is not None:
+            extra_context.update(compare_context(job))
+            extra_context["choose_url"] = reverse("admin:staging_stagingjob_choose", args=[job.pk])
+            extra_context["can_choose"] = request.user.has_perm(delivery.CHOOSE_PERMISSION)
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path("<int:object_id>/choose/", wrap(self.choose_view), name="staging_stagingjob_choose"),
+            *super().get_urls(),
+        ]
+
+    @method_decorator(require_POST)
+    def choose_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
+        """Mark the posted output (`output=ATTEMPT:INDEX`) as the one to deliver, through `delivery`."""
+        back = HttpResponseRedirect(reverse("admin:staging_stagingjob_change", args=[object_id]))
+        attempt, _, index = request.POST.get("output", "").partition(":")
+        if not (attempt.isascii() and attempt.isdigit() and index.isascii() and index.isdigit()):
+            messages.error(request, "Pick an output to deliver.")
+            return back
+        try:
+            delivery.choose_output(object_id, int(index), int(attempt), user=request.user)
+        except OutputNotFound as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, f"Output {int(index) + 1} of attempt {attempt} will be delivered.")
+        return back
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[StagingJob]:
         return super().get_queryset(request).with_status()
@@ -152,39 +225,6 @@ class StagingJobAdmin(WorkbenchMixin, admin.ModelAdmin):
     @admin.display(description="Config override")
     def override_pretty(self, obj: StagingJob) -> SafeString:
         return _pretty(obj.config_override)
-
-    @admin.display(description="Original and staged")
-    def images(self, obj: StagingJob) -> SafeString:
-        """The original beside the latest succeeded attempt's outputs; thumbnails link to full files.
-
-        Every image comes from the jobs API's file endpoints, which check the viewer's permission.
-        """
-        figure = (
-            '<figure style="display:inline-block;margin:0 12px 12px 0;vertical-align:top">'
-            '<a href="{}" target="_blank"><img src="{}" alt="{}" style="max-width:320px;max-height:320px"></a>'
-            "<figcaption>{}</figcaption></figure>"
-        )
-        original_url = reverse("api:job-original", kwargs={"job_id": obj.pk})
-        original = format_html(figure, original_url, original_url, "original", "Original")
-        outputs = selectors.outputs_of(obj)
-        staged = format_html_join(
-            "",
-            figure,
-            (
-                (
-                    _output_url(image),
-                    _output_url(image, DerivativeKind.THUMBNAIL)
-                    if derivatives.get_derivative(image, DerivativeKind.THUMBNAIL)
-                    else _output_url(image),
-                    f"output {image.index + 1}",
-                    f"Staged {image.index + 1} ({image.width}x{image.height})",
-                )
-                for image in outputs
-            ),
-        )
-        if not outputs:
-            staged = format_html("<p>No stored outputs yet (status: {}).</p>", obj.status)
-        return format_html('<div class="staging-images">{}{}</div>', original, staged)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # the original photo is kept forever

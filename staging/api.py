@@ -30,7 +30,7 @@ from api.errors import field_error, invalid
 from api.schemas import WITH_BODY, error_responses
 from models_config.schemas import field_errors
 
-from . import derivatives, fetch, gateway, listings, media, selectors, services
+from . import delivery, derivatives, fetch, gateway, listings, media, selectors, services
 from .models import Attempt, DerivativeKind, StagedImage, StagingJob
 from .schemas import (
     CREATE_JOB_OPENAPI,
@@ -134,7 +134,7 @@ def _url(request: HttpRequest, name: str, **kwargs: Any) -> str:
     return request.build_absolute_uri(reverse(f"api:{name}", kwargs=kwargs))
 
 
-def _attempt_out(attempt: Attempt) -> dict[str, Any]:
+def _attempt_out(request: HttpRequest, attempt: Attempt, chosen_id: int | None = None) -> dict[str, Any]:
     return {
         "number": attempt.number,
         "state": attempt.state,
@@ -150,13 +150,17 @@ def _attempt_out(attempt: Attempt) -> dict[str, Any]:
         "created_at": attempt.created_at,
         "submitted_at": attempt.submitted_at,
         "finished_at": attempt.finished_at,
+        "outputs": [_output_out(request, image, attempt, chosen_id) for image in attempt.images.all()],
     }
 
 
 def job_out(request: HttpRequest, job_id: int) -> dict[str, Any]:
-    """The job read fresh (status derived in SQL), with its attempts and stored outputs."""
+    """The job read fresh (status derived in SQL), with every attempt's outputs and the one to deliver."""
     job = selectors.get_job(job_id)
-    attempts = job.attempts.select_related("config_version").order_by("number")
+    attempts = list(selectors.attempts_with_outputs(job))
+    by_pk = {attempt.pk: attempt for attempt in attempts}
+    deliverable = selectors.deliverable(job)
+    chosen_id = deliverable.pk if deliverable else None
     return {
         "id": job.pk,
         "uid": job.uid,
@@ -175,18 +179,25 @@ def job_out(request: HttpRequest, job_id: int) -> dict[str, Any]:
         },
         "created_at": job.created_at,
         "updated_at": job.updated_at,
-        "attempts": [_attempt_out(attempt) for attempt in attempts],
-        "outputs": [_output_out(request, image) for image in selectors.outputs_of(job)],
+        "attempts": [_attempt_out(request, attempt, chosen_id) for attempt in attempts],
+        "outputs": [
+            _output_out(request, image, by_pk[image.attempt_id], chosen_id) for image in selectors.outputs_of(job)
+        ],
+        "chosen": _output_out(request, deliverable, by_pk[deliverable.attempt_id], chosen_id) if deliverable else None,
+        "chosen_by_staff": job.chosen_output_id is not None,
     }
 
 
-def _output_out(request: HttpRequest, image: StagedImage) -> dict[str, Any]:
+def _output_out(request: HttpRequest, image: StagedImage, attempt: Attempt, chosen_id: int | None) -> dict[str, Any]:
     made = derivatives.by_kind(image)
-    where = {"job_id": image.attempt.job_id, "index": image.index}
-    links = {kind: _url(request, "job-output-derivative", kind=kind, **where) for kind in made}
+    where = {"job_id": attempt.job_id, "index": image.index}
+    query = f"?attempt={attempt.number}"  # outputs of any attempt, not only the delivered one
+    links = {kind: _url(request, "job-output-derivative", kind=kind, **where) + query for kind in made}
     return {
         "index": image.index,
-        "url": _url(request, "job-output", **where),
+        "attempt": attempt.number,
+        "chosen": image.pk == chosen_id,
+        "url": _url(request, "job-output", **where) + query,
         "thumbnail_url": links.get(DerivativeKind.THUMBNAIL),
         "derivatives": links,
         "content_type": image.content_type,
@@ -200,17 +211,6 @@ def _output_out(request: HttpRequest, image: StagedImage) -> dict[str, Any]:
 def _existing(job_id: int) -> None:
     if not StagingJob.objects.filter(pk=job_id).exists():
         raise HttpError(404, f"No job {job_id}.")
-
-
-def _output(job_id: int, index: int) -> StagedImage:
-    """The job's stored output `index` (of its latest succeeded attempt, as listed in the job's `outputs`)."""
-    job = StagingJob.objects.filter(pk=job_id).first()
-    if job is None:
-        raise HttpError(404, f"No job {job_id}.")
-    image = selectors.outputs_of(job).filter(index=index).first()
-    if image is None:
-        raise HttpError(404, f"Job {job_id} has no stored output {index}.")
-    return image
 
 
 def _stream(file: FieldFile) -> FileResponse:
@@ -288,7 +288,7 @@ def reprocess(request: HttpRequest, job_id: int) -> Status:
     payload = _parse_reprocess(request)
     attempt = services.retry_job(job_id, payload.config, policy=services.OverridePolicy.of(user))
     attempt.refresh_from_db()  # with a synchronous queue it may have moved on already
-    return Status(202, _attempt_out(attempt))
+    return Status(202, _attempt_out(request, attempt))
 
 
 @router.post(
@@ -306,6 +306,20 @@ def cancel(request: HttpRequest, job_id: int) -> Status:
         status = selectors.get_job(job_id).derived_status
         return Status(409, {"detail": f"Job {job_id} is {status}: nothing to cancel."})
     return Status(200, job_out(request, job_id))
+
+
+@router.post(
+    "/{int:job_id}/outputs/{int:index}/choose",
+    response={200: JobOut, **error_responses(404, 422)},
+    url_name="job-output-choose",
+    summary="Mark one output as the one to deliver",
+)
+def choose_output(request: HttpRequest, job_id: int, index: int, attempt: int | None = None) -> dict[str, Any]:
+    """Output `index` of attempt `attempt` (default: the delivering attempt) becomes the job's `chosen` output;
+    downloads and exports then deliver it. Choosing costs nothing and can be changed at any time."""
+    user = require_perm(request, CHANGE_PERM)
+    delivery.choose_output(job_id, index, attempt, user=user)
+    return job_out(request, job_id)
 
 
 # --- files --------------------------------------------------------------------------------------
@@ -336,12 +350,17 @@ def get_original(request: HttpRequest, job_id: int) -> FileResponse:
     openapi_extra=FILE_OPENAPI,
 )
 def get_output(
-    request: HttpRequest, job_id: int, index: int, label: Literal["none", "default"] = "none"
+    request: HttpRequest,
+    job_id: int,
+    index: int,
+    label: Literal["none", "default"] = "none",
+    attempt: int | None = None,
 ) -> FileResponse:
     """`label=none` (the default): the clean output as Replicate made it; `label=default`: a copy with the
-    disclosure label, made from the clean file on first request (docs/architecture.md#disclosure-labels)."""
+    disclosure label, made from the clean file on first request (docs/architecture.md#disclosure-labels).
+    `attempt`: of that attempt rather than of the delivering one (every attempt's outputs stay readable)."""
     require_perm(request, *VIEW_PERMS)
-    image = _output(job_id, index)
+    image = selectors.output_of(job_id, index, attempt)
     if label == "default":
         return _stream(derivatives.make_derivative(image, DerivativeKind.LABELLED).file)
     return _stream(image.file)
@@ -354,9 +373,11 @@ def get_output(
     summary="A file made from a stored output (`thumbnail`)",
     openapi_extra=FILE_OPENAPI,
 )
-def get_output_derivative(request: HttpRequest, job_id: int, index: int, kind: DerivativeKind) -> FileResponse:
+def get_output_derivative(
+    request: HttpRequest, job_id: int, index: int, kind: DerivativeKind, attempt: int | None = None
+) -> FileResponse:
     require_perm(request, *VIEW_PERMS)
-    derivative = derivatives.get_derivative(_output(job_id, index), kind)
+    derivative = derivatives.get_derivative(selectors.output_of(job_id, index, attempt), kind)
     if derivative is None:
         raise HttpError(404, f"Output {index} of job {job_id} has no {kind}.")
     return _stream(derivative.file)

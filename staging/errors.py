@@ -56,6 +56,10 @@ class JobInputError(StagingError):
         return cls(message, [{"loc": [field], "msg": message, "type": type_}])
 
 
+class OutputNotFound(StagingError, LookupError):
+    """The job, attempt or output index named in a request does not exist (HTTP 404)."""
+
+
 class JobBusyError(JobInputError):
     """The job still has an attempt in progress: wait for it or cancel it first (HTTP 409)."""
 

@@ -55,7 +55,8 @@ class VersionMetrics:
 
 def attempts_of(slug: str, since: datetime | None = None, until: datetime | None = None) -> QuerySet[Attempt]:
     get_spec(slug)  # an unknown model is the caller's error (UnknownModelError), not an empty page
-    queryset = Attempt.objects.filter(job__model_slug=slug)
+    # A playground try ran a draft, not the version it records: it would skew that version's numbers.
+    queryset = Attempt.objects.filter(job__model_slug=slug, job__is_try=False)
     if since is not None:
         queryset = queryset.filter(created_at__gte=since)
     if until is not None:

@@ -129,6 +129,24 @@ class StagingJob(models.Model):
         related_name="copies",
         help_text="The job whose photo this one reprocesses on another model (reprocess --to-model).",
     )
+    chosen_output = models.ForeignKey(
+        "StagedImage",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The output staff chose to deliver; empty: the latest succeeded attempt's first output.",
+    )
+    chosen_at = models.DateTimeField(null=True, blank=True)
+    chosen_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    is_try = models.BooleanField(
+        default=False,
+        db_index=True,
+        help_text="A playground run of an unsaved draft config (docs/architecture.md#the-playground): "
+        "paid, but never a delivered result, and left out of listings and metrics by default.",
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -77,6 +77,8 @@ def select_jobs(
         if missing:
             raise JobInputError(f"Unknown job id(s): {', '.join(map(str, missing))}.")
         queryset = queryset.filter(pk__in=wanted)
+    else:
+        queryset = queryset.filter(is_try=False)  # a filter never picks playground tries: they are not deliveries
     if model:
         queryset = queryset.filter(model_slug=model)
     queryset = queryset.filter(derived_status=status) if status else queryset.filter(derived_status__in=REPROCESSABLE)

@@ -70,6 +70,20 @@ class ReprocessIn(Schema):
     )
 
 
+class OutputOut(Schema):
+    index: int
+    attempt: int = Field(description="The number of the attempt that made it.")
+    chosen: bool = Field(description="Whether staff chose this output as the one to deliver.")
+    url: str
+    thumbnail_url: str | None = Field(description="The thumbnail derivative's URL; null when it was not made.")
+    derivatives: dict[str, str] = Field(description="URL of each derivative made from the clean file, by kind.")
+    content_type: str
+    width: int
+    height: int
+    size: int
+    checksum: str = Field(description="SHA-256 of the stored file.")
+
+
 class AttemptOut(Schema):
     number: int
     state: str
@@ -85,18 +99,7 @@ class AttemptOut(Schema):
     created_at: datetime
     submitted_at: datetime | None
     finished_at: datetime | None
-
-
-class OutputOut(Schema):
-    index: int
-    url: str
-    thumbnail_url: str | None = Field(description="The thumbnail derivative's URL; null when it was not made.")
-    derivatives: dict[str, str] = Field(description="URL of each derivative made from the clean file, by kind.")
-    content_type: str
-    width: int
-    height: int
-    size: int
-    checksum: str = Field(description="SHA-256 of the stored file.")
+    outputs: list[OutputOut] = Field([], description="The files this attempt stored.")
 
 
 class PhotoOut(Schema):
@@ -120,7 +123,15 @@ class JobOut(Schema):
     created_at: datetime
     updated_at: datetime
     attempts: list[AttemptOut]
-    outputs: list[OutputOut] = Field(description="Stored files of the latest succeeded attempt.")
+    outputs: list[OutputOut] = Field(
+        description="Stored files of the delivering attempt: the one holding the chosen output, else the latest "
+        "succeeded one (`GET /jobs/{id}/outputs/{n}` serves these by index)."
+    )
+    chosen: OutputOut | None = Field(
+        description="The output to deliver: the one staff chose, else the latest succeeded attempt's first; "
+        "null while nothing is stored."
+    )
+    chosen_by_staff: bool = Field(description="Whether `chosen` was picked by staff rather than by default.")
 
 
 # The two request bodies `POST /jobs` accepts, for the OpenAPI document (the handler parses them itself).

@@ -14,6 +14,7 @@ from models_config.registry import get_spec
 from models_config.schemas import StagingConfig
 from models_config.selectors import ActiveConfig, get_active_config, stored_config
 
+from .errors import OutputNotFound
 from .models import Attempt, StagedImage, StagingJob
 
 S = Attempt.State
@@ -24,11 +25,48 @@ def get_job(job_id: int) -> StagingJob:
 
 
 def outputs_of(job: StagingJob) -> QuerySet[StagedImage]:
-    """Stored outputs of the job's latest succeeded attempt, with their derivatives (one query for all)."""
-    attempt = job.attempts.filter(state=S.SUCCEEDED).order_by("-number").first()
-    if attempt is None:
+    """Stored outputs of the attempt that delivers the job, with their derivatives (one query for all).
+
+    That is the attempt holding the chosen output, or else the latest succeeded one
+    (docs/architecture.md#choosing-the-output), so downloads and exports follow a choice by staff.
+    """
+    chosen = job.chosen_output
+    if chosen is not None:
+        attempt_id = chosen.attempt_id
+    else:
+        attempt_id = job.attempts.filter(state=S.SUCCEEDED).order_by("-number").values_list("pk", flat=True).first()
+    if attempt_id is None:
         return StagedImage.objects.none()
-    return attempt.images.order_by("index").prefetch_related("derivatives")
+    return StagedImage.objects.filter(attempt_id=attempt_id).order_by("index").prefetch_related("derivatives")
+
+
+def deliverable(job: StagingJob) -> StagedImage | None:
+    """The one output to deliver: the chosen one, else the latest succeeded attempt's first."""
+    return job.chosen_output or outputs_of(job).first()
+
+
+def attempts_with_outputs(job: StagingJob) -> QuerySet[Attempt]:
+    """Every attempt of the job, oldest first, with its config version and its outputs' derivatives."""
+    return job.attempts.select_related("config_version").prefetch_related("images__derivatives").order_by("number")
+
+
+def output_of(job_id: int, index: int, attempt_number: int | None = None) -> StagedImage:
+    """Output `index` of attempt `attempt_number`, or of the delivering attempt when None.
+
+    Raises `OutputNotFound` naming what is missing.
+    """
+    job = StagingJob.objects.select_related("chosen_output").filter(pk=job_id).first()
+    if job is None:
+        raise OutputNotFound(f"No job {job_id}.")
+    if attempt_number is None:
+        images = outputs_of(job)
+    else:
+        images = StagedImage.objects.filter(attempt__job=job, attempt__number=attempt_number)
+    image = images.filter(index=index).select_related("attempt").first()
+    if image is None:
+        where = f"attempt {attempt_number}" if attempt_number is not None else "its delivered attempt"
+        raise OutputNotFound(f"Job {job_id} has no stored output {index} in {where}.")
+    return image
 
 
 def attempt_by_token(token: str) -> Attempt | None:

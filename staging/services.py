@@ -129,10 +129,12 @@ def create_job(
     config_override: Mapping[str, Any] | None = None,
     policy: OverridePolicy = PER_JOB_ONLY,
     listing: Listing | None = None,
+    is_try: bool = False,
 ) -> StagingJob:
     """Validate everything, store the photo, create attempt 1 and queue its submission.
 
     `listing` only files the job under it; `staging.listings` decides what a listing's photos share.
+    `is_try` marks a playground run of a draft config (docs/architecture.md#the-playground).
 
     Raises `ImageRejected` (bad photo), `JobInputError` (unknown model, invalid override, a prompt
     that cannot be sent; `.errors` has a `{loc, msg, type}` item per refused field), `OverrideNotAllowed`
@@ -163,6 +165,7 @@ def create_job(
         listing=listing,
         photo_width=checked.width,
         photo_height=checked.height,
+        is_try=is_try,
     )
     try:
         with transaction.atomic():

@@ -8,15 +8,28 @@ jobs API (permission checked), Replicate through a signed link (docs/operations.
 from django.contrib import admin
 from django.urls import include, path
 
+from staging.admin_playground import playground_result_view, playground_view
 from staging.media import signed_file
 from staging.prometheus import metrics_view
 from staging.webhooks import replicate_webhook
 from stagingsite import views
 
+# The admin is the staff's workbench: branded as the service, not as "Django administration".
+admin.site.site_header = "Virtual Staging"
+admin.site.site_title = "Virtual Staging"
+admin.site.index_title = "Workbench"
+
 urlpatterns = [
     path("", views.root, name="root"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
+    # The playground sits under the admin (staff only) but lives in staging (docs/architecture.md#the-playground).
+    path("admin/playground/<slug:slug>/", admin.site.admin_view(playground_view), name="staging-playground"),
+    path(
+        "admin/playground/tries/<int:job_id>/",
+        admin.site.admin_view(playground_result_view),
+        name="staging-playground-result",
+    ),
     path("admin/", admin.site.urls),
     path("api/v1/", include("api.urls")),
     path("webhooks/replicate/", replicate_webhook, name="replicate-webhook"),

@@ -30,7 +30,14 @@ from models_config import services
 from models_config.models import ModelConfigVersion
 from models_config.registry import REGISTRY, UnknownModelError
 from models_config.schemas import QwenImageEditConfig, field_errors
-from staging.errors import ImageRejected, JobBusyError, JobInputError, OverrideNotAllowed, ReplicateNotConfigured
+from staging.errors import (
+    ImageRejected,
+    JobBusyError,
+    JobInputError,
+    OutputNotFound,
+    OverrideNotAllowed,
+    ReplicateNotConfigured,
+)
 from staging.fetch import FetchRefused
 
 SLUG = "qwen-image-edit"
@@ -155,6 +162,12 @@ CASES = [
         403,
         {"detail": str(OverrideNotAllowed(SLUG, ["prompt_template"], ["seed"]))},
         id="override-not-allowed",
+    ),
+    pytest.param(
+        OutputNotFound("Job 7 has no stored output 3 in attempt 1."),
+        404,
+        {"detail": "Job 7 has no stored output 3 in attempt 1."},
+        id="output-not-found",
     ),
     pytest.param(
         FetchRefused("The image URL has no host."),

@@ -2,47 +2,22 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from django.contrib.auth.models import User
-from django.db import connections
 
 from models_config import services
 from models_config.models import ModelConfig, ModelConfigVersion
 
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's sync API runs an event loop in this thread
-
 pytestmark = pytest.mark.browser
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SLUG = "qwen-image-edit"
 
 
 @pytest.fixture
-def page(live_server, transactional_db):
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1400})
-            page.set_default_timeout(10_000)
-            yield page
-        finally:
-            browser.close()
-            # Playwright's sync API runs in greenlets with their own context, so the test body's
-            # queries used a connection of their own: close it, or PostgreSQL refuses to drop the
-            # test database at the end of the run ("being accessed by other users").
-            connections.close_all()
+def page(browser_page):
+    """The shared Chromium page (tests/fixtures/browser.py), tall enough for the whole editor."""
+    browser_page.set_viewport_size({"width": 1280, "height": 1400})
+    return browser_page
 
 
 def test_edit_config_in_the_browser(page, live_server) -> None:

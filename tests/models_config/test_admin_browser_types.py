@@ -7,34 +7,20 @@ input as an integer, a select as the enum's string. Configs refuse `"yes"` or `"
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from django.contrib.auth.models import User
-from django.db import connections
 
 from models_config import services
 from models_config.models import ModelConfig
 
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's sync API runs an event loop in this thread
-
 pytestmark = pytest.mark.browser
-
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 
 
 @pytest.fixture
-def page(live_server, transactional_db):
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1400})
-            page.set_default_timeout(10_000)
-            yield page
-        finally:
-            browser.close()
-            connections.close_all()  # the greenlets' own connection, or PostgreSQL keeps the test database
+def page(browser_page):
+    """The shared Chromium page (tests/fixtures/browser.py), tall enough for the whole editor."""
+    browser_page.set_viewport_size({"width": 1280, "height": 1400})
+    return browser_page
 
 
 def open_editor(page, live_server, slug: str) -> ModelConfig:

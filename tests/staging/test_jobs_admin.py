@@ -50,7 +50,7 @@ def test_detail_shows_original_outputs_and_attempt_input(staff: Client, jobs) ->
     assert page.status_code == 200
     assert f"/api/v1/jobs/{job.pk}/original" in html and job.photo.url not in html  # links that check permission
     image = attempt.images.get()
-    assert f"/api/v1/jobs/{job.pk}/outputs/0" in html and f"/api/v1/jobs/{job.pk}/outputs/0/thumbnail" in html
+    assert f"/api/v1/jobs/{job.pk}/outputs/0?attempt=1" in html  # full size, through the permissioned endpoint
     assert image.file.url not in html
     assert "&quot;input_image&quot;" in html or '"input_image"' in html
     assert attempt.prediction_id in html

@@ -36,6 +36,8 @@ JOB_KEYS = {
     "updated_at",
     "attempts",
     "outputs",
+    "chosen",
+    "chosen_by_staff",
 }
 ATTEMPT_KEYS = {
     "number",
@@ -52,6 +54,7 @@ ATTEMPT_KEYS = {
     "created_at",
     "submitted_at",
     "finished_at",
+    "outputs",
 }
 
 
@@ -133,13 +136,15 @@ def test_upload_creates_a_job_that_ends_with_stored_outputs(pipeline, operator_c
     assert len(job["outputs"]) == 1
     output = job["outputs"][0]
     stored = StagedImage.objects.get()
-    assert output["url"] == f"http://testserver{URL}/{body['id']}/outputs/0"
-    thumbnail_url = f"http://testserver{URL}/{body['id']}/outputs/0/thumbnail"
+    assert output["url"] == f"http://testserver{URL}/{body['id']}/outputs/0?attempt=1"  # stable after a choice
+    thumbnail_url = f"http://testserver{URL}/{body['id']}/outputs/0/thumbnail?attempt=1"
     assert output["thumbnail_url"] == thumbnail_url
     assert output["derivatives"] == {"thumbnail": thumbnail_url}
     data = stored.file.read()
     assert output["checksum"] == hashlib.sha256(data).hexdigest() and output["size"] == len(data)
     assert (output["width"], output["height"]) == (stored.width, stored.height)
+    assert output["chosen"] and job["chosen"] == output and not job["chosen_by_staff"]  # the default deliverable
+    assert attempt["outputs"] == [output]
     assert pipeline.counters()["creates_total"] == 1
 
 

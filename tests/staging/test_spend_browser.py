@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth.models import User
 
 from models_config.models import ConfigEvent, ModelConfig
 from staging.models import Attempt, StagingJob
-from tests.models_config.test_admin_browser import page  # noqa: F401  the Chromium page fixture
-
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
 pytestmark = pytest.mark.browser
 
@@ -23,14 +18,10 @@ def _spent(slug: str, cost: str) -> None:
     Attempt.objects.create(job=job, number=1, state="succeeded", submitting_at=datetime.now(UTC), cost=Decimal(cost))
 
 
-def test_spend_page_in_the_browser(page, live_server) -> None:  # noqa: F811
-    User.objects.create_superuser("admin", "admin@example.com", "pw-admin")
+def test_spend_page_in_the_browser(admin_page, live_server) -> None:
+    page = admin_page
     _spent("flux-kontext-pro", "0.08")
     _spent("seedream-4", "0.02")
-    page.goto(f"{live_server.url}/admin/login/")
-    page.fill("#id_username", "admin")
-    page.fill("#id_password", "pw-admin")
-    page.click("input[type=submit]")
     page.get_by_role("link", name="Daily spend").click()
     bars = page.locator("#spend-chart .spend-bar")
     bars.first.wait_for()

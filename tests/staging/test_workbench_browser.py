@@ -8,24 +8,18 @@ from __future__ import annotations
 
 import base64
 import io
-import os
-from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import User
 from PIL import Image
 
 from models_config import services as config_services
 from staging import listings
 from staging.models import Listing
+from tests.fixtures.browser import ARTIFACTS
 from tests.fixtures.photos import image_bytes
 from tests.fixtures.waiting import wait_until
-from tests.models_config.test_admin_browser import page as chromium_page  # noqa: F401 - the Chromium page fixture
-
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's sync API runs an event loop in this thread
 
 pytestmark = [pytest.mark.browser, pytest.mark.cluster, pytest.mark.django_db(transaction=True)]
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 MODEL = "flux-kontext-pro"
 
 # Drops the photos on the drop zone as a person dragging files from their desktop would.
@@ -39,17 +33,12 @@ DROP = """([zone, photos]) => {
 }"""
 
 
-def test_stage_a_listing_from_the_admin(chromium_page, live_server, qcluster) -> None:  # noqa: F811 - the fixture
-    page = chromium_page
+def test_stage_a_listing_from_the_admin(admin_page, live_server, qcluster) -> None:
+    page = admin_page
     ARTIFACTS.mkdir(exist_ok=True)
     config_services.ensure_config_rows()
-    User.objects.create_superuser("admin", "admin@example.com", "pw-admin")
     qcluster.start()
 
-    page.goto(f"{live_server.url}/admin/login/")
-    page.fill("#id_username", "admin")
-    page.fill("#id_password", "pw-admin")
-    page.click("input[type=submit]")
     page.goto(f"{live_server.url}/admin/staging/stagingjob/")
     page.click(".object-tools a.addlink")  # the job list's "Add" is the workbench
     page.wait_for_selector("#dropzone")
