@@ -6,17 +6,21 @@ Replicate input (it can hold a signed storage URL) or anything else that works a
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
 from ninja import Schema
-from pydantic import AfterValidator, ConfigDict, Field
+from pydantic import AfterValidator, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from models_config.builders import DEFAULT_ROOM_TYPE, DEFAULT_STYLE
 from models_config.registry import REGISTRY, UnknownModelError, get_spec
 from models_config.schemas import MAX_INSTRUCTIONS_CHARS, MAX_ROOM_TYPE_CHARS, MAX_SEED, MAX_STYLE_CHARS, Text
+
+from .models import JobStatus
+
+MAX_PAGE_SIZE = 100
 
 
 def _registered(slug: str) -> str:
@@ -49,6 +53,33 @@ class JobFieldsIn(Schema):
     config: dict[str, Any] | None = Field(
         None, description="A partial config override for this job; keys left out take the active version's values."
     )
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """A time without a zone is UTC (the service's time zone), as in the rest of the API."""
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+
+
+Moment = Annotated[datetime | None, AfterValidator(_aware)]
+
+
+class JobListQuery(Schema):
+    """The filters and page of `GET /jobs`; a bad value is a 422 naming its parameter."""
+
+    status: JobStatus | None = Field(None, description="The job's derived status.")
+    model: Annotated[str, AfterValidator(_registered)] | None = Field(
+        None, max_length=100, description="A registered model slug.", json_schema_extra={"enum": list(REGISTRY)}
+    )
+    since: Moment = Field(None, description="Created at or after (ISO 8601; a date means its midnight UTC).")
+    until: Moment = Field(None, description="Created before (ISO 8601; a date means its midnight UTC).")
+    page: int = Field(1, ge=1, description="1-based; a page past the last one has no items.")
+    page_size: int = Field(20, ge=1, le=MAX_PAGE_SIZE)
+
+    @model_validator(mode="after")
+    def _until_after_since(self) -> JobListQuery:
+        if self.since is not None and self.until is not None and self.until <= self.since:
+            raise PydanticCustomError("value_error", "until must be later than since")
+        return self
 
 
 class JobJsonIn(JobFieldsIn):
@@ -100,6 +131,28 @@ class PhotoOut(Schema):
     height: int
 
 
+class JobSummaryOut(Schema):
+    """A job in a list: what a row shows, read without a query per row (`GET /jobs/{id}` has the rest)."""
+
+    id: int
+    uid: UUID
+    url: str = Field(description="The job's own URL: its attempts and outputs.")
+    status: str = Field(description="queued, running, succeeded, failed or canceled (from the latest attempt).")
+    model: str
+    room_type: str
+    style: str
+    created_by: str | None = Field(description="Username of who created it; null from a command.")
+    created_at: datetime
+    updated_at: datetime
+
+
+class JobPageOut(Schema):
+    items: list[JobSummaryOut]
+    count: int = Field(description="Jobs matching the filters, on every page.")
+    page: int
+    pages: int = Field(description="Pages of page_size; 0 when nothing matches.")
+
+
 class JobOut(Schema):
     id: int
     uid: UUID
@@ -111,6 +164,7 @@ class JobOut(Schema):
     seed: int | None
     config_override: dict[str, Any] | None
     photo: PhotoOut
+    created_by: str | None = Field(description="Username of who created it; null from a command.")
     created_at: datetime
     updated_at: datetime
     attempts: list[AttemptOut]

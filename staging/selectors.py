@@ -1,4 +1,4 @@
-"""Reads of staging data: derived job status and the queries of the scheduled ticks."""
+"""Reads of staging data: who may see which job, derived job status, and the queries of the scheduled ticks."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import QuerySet
+
+from api.auth import holds
 
 from models_config.builders import StagingRequest
 from models_config.registry import get_spec
@@ -17,6 +20,59 @@ from models_config.selectors import ActiveConfig, get_active_config
 from .models import Attempt, StagedImage, StagingJob
 
 S = Attempt.State
+
+
+# --- Who may see and act on a job (docs/architecture.md#who-sees-a-job) ---------------------------
+
+CREATE_PERM = "staging.add_stagingjob"
+CHANGE_ALL_PERM = "staging.change_stagingjob"
+VIEW_ALL_PERMS = ("staging.view_stagingjob", CHANGE_ALL_PERM)
+
+
+def visible_jobs(user: AbstractBaseUser) -> QuerySet[StagingJob]:
+    """The jobs `user` may see: every job for staff with the view (or change) permission on jobs, only the
+    ones they created for anybody else. The API answers 404 for the rest, so job ids reveal nothing."""
+    jobs = StagingJob.objects.all()
+    if holds(user, *VIEW_ALL_PERMS):
+        return jobs
+    if not (user.is_active and user.is_authenticated):
+        return jobs.none()
+    return jobs.filter(created_by=user.pk)
+
+
+def changeable_jobs(user: AbstractBaseUser) -> QuerySet[StagingJob]:
+    """The jobs `user` may reprocess or cancel: every job with the change permission; with only the
+    permission to create jobs, the ones they created (who may pay for a job may pay for its retry)."""
+    jobs = StagingJob.objects.all()
+    if holds(user, CHANGE_ALL_PERM):
+        return jobs
+    if holds(user, CREATE_PERM):
+        return jobs.filter(created_by=user.pk)
+    return jobs.none()
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """The filters of a job list, each optional; `until` is exclusive."""
+
+    status: str | None = None
+    model: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def list_jobs(user: AbstractBaseUser, filters: JobFilter) -> QuerySet[StagingJob]:
+    """`user`'s visible jobs that pass `filters`, newest first, with their derived status (no query per row)."""
+    jobs = visible_jobs(user).with_status().select_related("created_by")
+    if filters.status is not None:
+        jobs = jobs.filter(derived_status=filters.status)
+    if filters.model is not None:
+        jobs = jobs.filter(model_slug=filters.model)
+    if filters.since is not None:
+        jobs = jobs.filter(created_at__gte=filters.since)
+    if filters.until is not None:
+        jobs = jobs.filter(created_at__lt=filters.until)
+    return jobs.order_by("-created_at", "-pk")
 
 
 def get_job(job_id: int) -> StagingJob:

@@ -127,8 +127,12 @@ def create_job(
     seed: int | None = None,
     config_override: Mapping[str, Any] | None = None,
     policy: OverridePolicy = PER_JOB_ONLY,
+    created_by: AbstractBaseUser | None = None,
 ) -> StagingJob:
     """Validate everything, store the photo, create attempt 1 and queue its submission.
+
+    `created_by` is who asked (the API's user; None from a command): it decides who may see the job
+    (`selectors.visible_jobs`).
 
     Raises `ImageRejected` (bad photo), `JobInputError` (unknown model, invalid override, a prompt
     that cannot be sent; `.errors` has a `{loc, msg, type}` item per refused field), `OverrideNotAllowed`
@@ -156,6 +160,7 @@ def create_job(
         instructions=instructions,
         seed=seed,
         config_override=override,
+        created_by=created_by,
         photo_width=checked.width,
         photo_height=checked.height,
     )
