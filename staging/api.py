@@ -4,8 +4,8 @@ Handlers are thin: they parse and check the request, fetch a photo URL through `
 defences live there), and call `services` / `selectors`. What those raise is answered by `api.errors`
 in the config API's shapes: 422 `{"detail": [{"loc": ["body", field, ...], "msg", "type"}]}` with
 nothing stored, `{"detail": str}` otherwise. Same authentication as the config API (personal token or
-staff session with CSRF). Who may see or act on which job is `selectors.visible_jobs` /
-`selectors.changeable_jobs`; a job the caller may not see is a 404, as an unknown one is.
+staff session with CSRF). Who may see which job is `selectors.visible_jobs`: a job the caller may not
+see is a 404, as an unknown one is; acting on a job also needs the action's permission (403).
 
 `POST /jobs` takes two bodies, so it parses the request itself instead of declaring ninja
 parameters (ninja cannot bind one operation to both a multipart form and a JSON body); the OpenAPI
@@ -45,7 +45,7 @@ from .schemas import (
     JobPageOut,
     ReprocessIn,
 )
-from .selectors import CHANGE_ALL_PERM, CREATE_PERM
+from .selectors import CHANGE_PERM, CREATE_PERM
 
 router = Router(tags=["jobs"])  # authenticated by the API root (api/root.py)
 
@@ -224,14 +224,6 @@ def _visible(request: HttpRequest, job_id: int) -> StagingJob:
     return job
 
 
-def _changeable(request: HttpRequest, job_id: int) -> StagingJob:
-    """The job, if the caller may reprocess or cancel it: 404 when they may not see it, 403 when only see it."""
-    job = _visible(request, job_id)
-    if not selectors.changeable_jobs(request.auth).filter(pk=job.pk).exists():
-        raise HttpError(403, f"Missing permission: {CHANGE_ALL_PERM} (without it, only your own jobs).")
-    return job
-
-
 def _output(request: HttpRequest, job_id: int, index: int) -> StagedImage:
     """The job's stored output `index` (of its latest succeeded attempt, as listed in the job's `outputs`)."""
     job = _visible(request, job_id)
@@ -330,8 +322,8 @@ def reprocess(request: HttpRequest, job_id: int) -> Status:
     The body is optional (a bare POST is the common case), so it is parsed here, after the permission
     check, rather than by ninja (which would refuse an empty non-JSON body before the handler runs).
     """
-    user = require_perm(request, CHANGE_ALL_PERM, CREATE_PERM)
-    _changeable(request, job_id)
+    user = require_perm(request, CHANGE_PERM)
+    _visible(request, job_id)
     payload = _parse_reprocess(request)
     attempt = services.retry_job(job_id, payload.config, policy=services.OverridePolicy.of(user))
     attempt.refresh_from_db()  # with a synchronous queue it may have moved on already
@@ -346,8 +338,8 @@ def reprocess(request: HttpRequest, job_id: int) -> Status:
 def cancel(request: HttpRequest, job_id: int) -> Status:
     """Stops paying for the job: its unfinished attempt is canceled here and, when a prediction runs, at
     Replicate. 409 when nothing is unfinished (the job keeps what it delivered)."""
-    user = require_perm(request, CHANGE_ALL_PERM, CREATE_PERM)
-    _changeable(request, job_id)
+    user = require_perm(request, CHANGE_PERM)
+    _visible(request, job_id)
     attempt = services.cancel_job(job_id, reason=f"Canceled through the API by {user.get_username()}.")
     if attempt is None or attempt.state != Attempt.State.CANCELED:
         status = selectors.get_job(job_id).derived_status

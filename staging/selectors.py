@@ -24,31 +24,22 @@ S = Attempt.State
 
 # --- Who may see and act on a job (docs/architecture.md#who-sees-a-job) ---------------------------
 
-CREATE_PERM = "staging.add_stagingjob"
-CHANGE_ALL_PERM = "staging.change_stagingjob"
-VIEW_ALL_PERMS = ("staging.view_stagingjob", CHANGE_ALL_PERM)
+CREATE_PERM = "staging.add_stagingjob"  # create a job (paid)
+CHANGE_PERM = "staging.change_stagingjob"  # reprocess (paid) or cancel a job it may see
+VIEW_ALL_PERMS = ("staging.view_stagingjob", CHANGE_PERM)  # change implies view, as in Django's admin
 
 
 def visible_jobs(user: AbstractBaseUser) -> QuerySet[StagingJob]:
     """The jobs `user` may see: every job for staff with the view (or change) permission on jobs, only the
-    ones they created for anybody else. The API answers 404 for the rest, so job ids reveal nothing."""
+    ones they created for anybody else. The API answers 404 for the rest, so job ids reveal nothing.
+
+    Every jobs endpoint that names a job reads it through here (get, files, reprocess, cancel)."""
     jobs = StagingJob.objects.all()
     if holds(user, *VIEW_ALL_PERMS):
         return jobs
     if not (user.is_active and user.is_authenticated):
         return jobs.none()
     return jobs.filter(created_by=user.pk)
-
-
-def changeable_jobs(user: AbstractBaseUser) -> QuerySet[StagingJob]:
-    """The jobs `user` may reprocess or cancel: every job with the change permission; with only the
-    permission to create jobs, the ones they created (who may pay for a job may pay for its retry)."""
-    jobs = StagingJob.objects.all()
-    if holds(user, CHANGE_ALL_PERM):
-        return jobs
-    if holds(user, CREATE_PERM):
-        return jobs.filter(created_by=user.pk)
-    return jobs.none()
 
 
 @dataclass(frozen=True)
