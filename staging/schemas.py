@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from ninja import Schema
-from pydantic import AfterValidator, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from models_config.builders import DEFAULT_ROOM_TYPE, DEFAULT_STYLE
@@ -75,11 +75,13 @@ class JobListQuery(Schema):
     page: int = Field(1, ge=1, description="1-based; a page past the last one has no items.")
     page_size: int = Field(20, ge=1, le=MAX_PAGE_SIZE)
 
-    @model_validator(mode="after")
-    def _until_after_since(self) -> JobListQuery:
-        if self.since is not None and self.until is not None and self.until <= self.since:
+    @field_validator("until")
+    @classmethod
+    def _until_after_since(cls, until: datetime | None, info: ValidationInfo) -> datetime | None:
+        since = info.data.get("since")
+        if since is not None and until is not None and until <= since:
             raise PydanticCustomError("value_error", "until must be later than since")
-        return self
+        return until
 
 
 class JobJsonIn(JobFieldsIn):
