@@ -11,7 +11,6 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import QuerySet
 
 from api.auth import holds
-
 from models_config.builders import StagingRequest
 from models_config.registry import get_spec
 from models_config.schemas import StagingConfig

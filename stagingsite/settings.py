@@ -232,7 +232,8 @@ try:
 except ValueError as exc:
     raise ImproperlyConfigured(f"STAGING_CREATE_RATE: {exc}.") from None
 # Requests per API token (a session: per user) to the HTTP API, and failed authentications (unknown
-# bearer tokens, failed admin logins) per client address; "N/s", "N/m", "N/h", or off (docs/architecture.md#rate-limits).
+# bearer tokens, failed admin logins) per client address; "N/s", "N/m", "N/h", or off
+# (docs/architecture.md#rate-limits).
 STAGING_API_RATE = env.str("STAGING_API_RATE", default="120/m")
 STAGING_AUTH_FAILURE_RATE = env.str("STAGING_AUTH_FAILURE_RATE", default="10/m")
 for _name in ("STAGING_API_RATE", "STAGING_AUTH_FAILURE_RATE"):

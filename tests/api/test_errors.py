@@ -25,8 +25,8 @@ from pydantic import ValidationError
 
 from api import errors
 from api.errors import body_too_big_detail
-from api.services import UnknownTokenError
 from api.root import api
+from api.services import UnknownTokenError
 from models_config import services
 from models_config.models import ModelConfigVersion
 from models_config.registry import REGISTRY, UnknownModelError

@@ -69,7 +69,11 @@ def test_tokens_api_lists_and_revokes_only_your_own(boss) -> None:
 @pytest.mark.parametrize(
     ("scopes", "allowed", "refused"),
     [
-        ([Scope.JOBS_READ], [("get", JOBS)], [("post", f"{JOBS}/1/cancel", "jobs:write"), ("get", CONFIG, "config:read")]),
+        (
+            [Scope.JOBS_READ],
+            [("get", JOBS)],
+            [("post", f"{JOBS}/1/cancel", "jobs:write"), ("get", CONFIG, "config:read")],
+        ),
         ([Scope.JOBS_WRITE], [("post", f"{JOBS}/1/cancel")], [("get", JOBS, "jobs:read")]),
         ([Scope.CONFIG_READ], [("get", CONFIG)], [("get", JOBS, "jobs:read")]),
         (
@@ -118,9 +122,7 @@ def test_admin_creates_a_scoped_expiring_token_and_revokes_it(settings) -> None:
     assert (token.scopes, token.expires_at) == (["jobs:read"], expires)
     page = client.get(f"/admin/api/apitoken/{token.pk}/change/").content.decode()
     assert token.token_hash not in page
-    response = client.post(
-        "/admin/api/apitoken/", {"action": "revoke", "_selected_action": [token.pk]}, follow=True
-    )
+    response = client.post("/admin/api/apitoken/", {"action": "revoke", "_selected_action": [token.pk]}, follow=True)
     assert "1 token(s) revoked." in response.content.decode()
     assert ApiToken.objects.get().revoked_at is not None
 
