@@ -114,7 +114,7 @@ class StagingJobAdmin(admin.ModelAdmin):
         (None, {"fields": ("images",)}),
         ("Job", {"fields": (("status_display", "model_slug"), ("room_type", "style"), "instructions", "seed")}),
         ("Config override", {"fields": ("override_pretty",)}),
-        ("Details", {"fields": ("uid", ("photo_width", "photo_height"), ("created_at", "updated_at"))}),
+        ("Details", {"fields": ("uid", "created_by", ("photo_width", "photo_height"), ("created_at", "updated_at"))}),
     )
     readonly_fields = (
         "images",
@@ -126,6 +126,7 @@ class StagingJobAdmin(admin.ModelAdmin):
         "seed",
         "override_pretty",
         "uid",
+        "created_by",
         "photo_width",
         "photo_height",
         "created_at",

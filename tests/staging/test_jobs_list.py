@@ -200,3 +200,10 @@ def test_created_by_is_recorded_through_the_api_and_shown(settings) -> None:
 
 def test_anonymous_is_401() -> None:
     assert Client().get(URL).status_code == 401
+
+
+def test_the_admin_shows_who_created_a_job(alice) -> None:
+    job = job_row(alice)
+    page = logged_in(make_staff("root", is_superuser=True)).get(f"/admin/staging/stagingjob/{job.pk}/change/")
+    assert page.status_code == 200
+    assert "Created by" in page.content.decode() and ">alice<" in page.content.decode()
