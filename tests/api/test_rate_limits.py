@@ -223,3 +223,42 @@ def test_a_bad_rate_stops_the_process_with_one_line(rate) -> None:
     env = {**subprocess_env_base(), "STAGING_API_RATE": rate}
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert result.returncode != 0 and f"STAGING_API_RATE: '{rate}' is not a rate" in result.stderr
+
+
+def test_a_throttle_keeps_each_threads_request_apart(settings) -> None:
+    """One process serves requests on several threads with the same throttle object: what one request read
+    (its history, its clock) must not become another's between `allow_request` and `wait`."""
+    import threading
+
+    from django.core.cache import cache
+    from django.test import RequestFactory
+
+    from api.throttling import AuthFailureThrottle
+
+    settings.STAGING_AUTH_FAILURE_RATE = "1/m"
+    throttle = AuthFailureThrottle()
+    blocked = RequestFactory().get("/", REMOTE_ADDR="192.0.2.1")
+    free = RequestFactory().get("/", REMOTE_ADDR="192.0.2.2")
+    cache.clear()
+    with time_machine.travel(START, tick=False) as clock:
+        throttle.record_failure(blocked)
+        clock.shift(timedelta(seconds=15))
+        read, other_done, answers = threading.Event(), threading.Event(), {}
+
+        def first() -> None:
+            answers["allowed"] = AuthFailureThrottle.allow_request(throttle, blocked)
+            read.set()
+            other_done.wait(5)
+            answers["wait"] = throttle.wait()
+
+        def second() -> None:
+            read.wait(5)
+            answers["other"] = AuthFailureThrottle.allow_request(throttle, free)  # empty history, another key
+            other_done.set()
+
+        threads = [threading.Thread(target=first), threading.Thread(target=second)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+    assert answers == {"allowed": False, "other": True, "wait": 45}
