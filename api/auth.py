@@ -4,6 +4,12 @@ Two ways in: a personal token (`Authorization: Bearer stg_…`, looked up by its
 since a browser never sends it by itself) or the admin's session cookie (CSRF enforced on unsafe
 methods, as for any cookie). Authentication only says *who*; `require_perm` then says *may they*:
 anonymous → 401, authenticated but not staff or lacking the permission → 403.
+
+A token must also be alive (not expired, not revoked: else 401 saying which) and hold the scope of the
+area it is used on (`api_auth(area)`, set where each router is mounted in `api/root.py`: a read
+method needs `<area>:read`, any other `<area>:write`; else 403 naming the scope). A session has no
+scopes. Unknown tokens count against their address's failure budget (`throttling.auth_failures`):
+past it, every bearer request from there is a 429 before any token is looked up.
 """
 
 from __future__ import annotations
@@ -24,13 +30,32 @@ from django.utils import timezone
 from ninja.errors import HttpError
 from ninja.security import APIKeyCookie, HttpBearer
 
-from .models import ApiToken
+from .models import ApiToken, Scope
+from .throttling import auth_failures
 
 csrf_logger = logging.getLogger("django.security.csrf")  # where Django's own check logs its refusals
 
 
+READ_METHODS = ("GET", "HEAD", "OPTIONS")
+UNSCOPED = ""  # the area of the tokens API: any live token may list and revoke tokens
+
+
+def required_scopes(area: str | None, method: str) -> list[str]:
+    """The scopes a token needs for `method` on an `area` ("config", "jobs"); every scope where none is named."""
+    if area is None:
+        return list(Scope.values)
+    if area == UNSCOPED:
+        return []
+    return [f"{area}:{'read' if method in READ_METHODS else 'write'}"]
+
+
 class BearerTokenAuth(HttpBearer):
-    """A personal API token (created in the admin). Records when it was last used."""
+    """A personal API token (created in the admin), alive and holding the area's scope. Records when it was
+    last used; the request keeps the row as `request.api_token` (the rate limit counts per token)."""
+
+    def __init__(self, area: str | None = None) -> None:
+        super().__init__()
+        self.area = area
 
     def __call__(self, request: HttpRequest) -> AbstractBaseUser | None:
         # ninja's HttpBearer logs the whole header for other schemes in DEBUG: a credential in a log.
@@ -38,13 +63,21 @@ class BearerTokenAuth(HttpBearer):
         return self.authenticate(request, token.strip()) if scheme.lower() == "bearer" else None
 
     def authenticate(self, request: HttpRequest, token: str) -> AbstractBaseUser | None:
-        if not token:
-            return None
-        row = ApiToken.objects.select_related("user").filter(token_hash=ApiToken.hash(token)).first()
+        auth_failures.check(request)
+        row = ApiToken.objects.select_related("user").filter(token_hash=ApiToken.hash(token)).first() if token else None
         if row is None or not row.user.is_active:
+            auth_failures.record_failure(request)
             return None  # never echo the token: the answer is a plain 401
-        ApiToken.objects.filter(pk=row.pk).update(last_used_at=timezone.now())
+        now = timezone.now()
+        refusal = row.refusal(now)
+        if refusal is not None:
+            raise HttpError(401, f"{refusal} Create a new token in the admin.")
+        missing = [scope for scope in required_scopes(self.area, request.method or "GET") if not row.allows(scope)]
+        if missing:
+            raise HttpError(403, f"This API token lacks the scope {' and '.join(missing)}.")
+        ApiToken.objects.filter(pk=row.pk).update(last_used_at=now)
         request.user = row.user  # so code below sees one user, whichever way they came in
+        request.api_token = row  # type: ignore[attr-defined]
         return row.user
 
 
@@ -110,9 +143,17 @@ def csrf_detail(reason: str) -> str:
     return f"CSRF check failed: {reason} {hint}"
 
 
-def api_auth() -> list[Any]:
-    """The auth list of the API root (and of any router mounted elsewhere): token first, then the session."""
-    return [BearerTokenAuth(), SessionAuth()]
+def api_auth(area: str | None = None) -> list[Any]:
+    """The auth list of the API root or of a router mounted on it: token first, then the session.
+
+    `area` names the token scopes the router's operations need (`required_scopes`).
+    """
+    return [BearerTokenAuth(area), SessionAuth()]
+
+
+def holds(user: AbstractBaseUser, *perms: str) -> bool:
+    """The rule of `require_perm` as a question: active staff holding any of `perms` ("app.codename")."""
+    return bool(user.is_active and user.is_staff and any(user.has_perm(perm) for perm in perms))
 
 
 def require_perm(request: HttpRequest, *perms: str) -> AbstractBaseUser:
@@ -120,6 +161,6 @@ def require_perm(request: HttpRequest, *perms: str) -> AbstractBaseUser:
     user = request.auth  # set by ninja from the auth classes above
     if not (user.is_active and user.is_staff):
         raise HttpError(403, "Staff only.")
-    if not any(user.has_perm(perm) for perm in perms):
+    if not holds(user, *perms):
         raise HttpError(403, f"Missing permission: {' or '.join(perms)}.")
     return user

@@ -16,6 +16,7 @@ where they point themselves (`ConfigValidationError.loc_prefix`, the `loc` of ea
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,7 @@ from django.core.exceptions import (
 from django.http import HttpRequest, HttpResponse, UnreadablePostError
 from django.http.multipartparser import MultiPartParserError
 from ninja import NinjaAPI
+from ninja.errors import Throttled
 from ninja.errors import ValidationError as NinjaValidationError
 
 from models_config.registry import UnknownModelError
@@ -47,6 +49,7 @@ from staging.errors import (
 from staging.fetch import FetchRefused
 
 from .schemas import ConflictOut
+from .services import UnknownTokenError
 
 Answer = tuple[int, dict[str, Any]]
 Handler = Callable[[HttpRequest, Any], Answer]
@@ -69,6 +72,22 @@ def install(api: NinjaAPI) -> None:
     """Make every answer below one of `api`'s exception handlers."""
     for exc_class, handler in HANDLERS.items():
         api.add_exception_handler(exc_class, _responder(api, handler))
+    api.add_exception_handler(Throttled, _throttled(api))
+
+
+def _throttled(api: NinjaAPI) -> Callable[[HttpRequest, Throttled], HttpResponse]:
+    """429 with Retry-After, whether the API's rate limit or the failed-authentication one refused (the
+    latter is raised during authentication, where ninja would not add the header itself)."""
+
+    def respond(request: HttpRequest, exc: Throttled) -> HttpResponse:
+        wait = max(1, math.ceil(exc.wait)) if exc.wait is not None else None
+        detail = "Too many requests." + (f" Retry in {wait} s." if wait is not None else "")
+        response = api.create_response(request, {"detail": detail}, status=429)
+        if wait is not None:
+            response["Retry-After"] = str(wait)
+        return response
+
+    return respond
 
 
 def _responder(api: NinjaAPI, handler: Handler) -> Callable[[HttpRequest, Exception], HttpResponse]:
@@ -140,9 +159,10 @@ def override_not_allowed(request: HttpRequest, exc: OverrideNotAllowed) -> Answe
     return 403, {"detail": str(exc)}
 
 
-@answers(UnknownModelError, UnknownVersionError, OutputNotFound)
+@answers(UnknownModelError, UnknownVersionError, OutputNotFound, UnknownTokenError)
 def not_found(request: HttpRequest, exc: LookupError) -> Answer:
-    """A model slug, version number, job or output in the path that does not exist; the message says which."""
+    """A model slug, version number, job output or token id in the path that does not exist (or, for a token,
+    is not the caller's); the message says which, and for models and versions lists what does."""
     return 404, {"detail": str(exc)}
 
 

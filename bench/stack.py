@@ -164,6 +164,9 @@ def running_stack(emu: Emulator, **extra_env: str) -> Iterator[Stack]:
             "DJANGO_SECURE_SSL_REDIRECT": "false",  # plain HTTP on loopback: no TLS proxy in front here
             "Q_WORKERS": "2",
             "LOG_LEVEL": "WARNING",
+            # One token posts every job as fast as it can: the service's throughput is measured, not its
+            # per-token rate limit (docs/architecture.md#rate-limits).
+            "STAGING_API_RATE": "off",
             **extra_env,
         }
         _manage(env, "migrate", "--no-input")

@@ -163,7 +163,7 @@ class StagingJobAdmin(WorkbenchMixin, admin.ModelAdmin):
         (None, {"fields": ("downloads",)}),
         ("Job", {"fields": (("status_display", "model_slug"), ("room_type", "style"), "instructions", "seed")}),
         ("Config override", {"fields": ("override_pretty",)}),
-        ("Details", {"fields": ("uid", ("photo_width", "photo_height"), ("created_at", "updated_at"))}),
+        ("Details", {"fields": ("uid", "created_by", ("photo_width", "photo_height"), ("created_at", "updated_at"))}),
     )
     readonly_fields = (
         "downloads",
@@ -175,6 +175,7 @@ class StagingJobAdmin(WorkbenchMixin, admin.ModelAdmin):
         "seed",
         "override_pretty",
         "uid",
+        "created_by",
         "photo_width",
         "photo_height",
         "created_at",

@@ -27,9 +27,9 @@ from models_config.registry import REGISTRY
 from models_config.schemas import MAX_INSTRUCTIONS_CHARS, MAX_ROOM_TYPE_CHARS, MAX_STYLE_CHARS
 
 from . import derivatives, listings, selectors, services
-from .api import ADD_PERM, CHANGE_PERM, VIEW_PERMS
 from .errors import StagingError
 from .models import DerivativeKind, Listing, StagingJob
+from .selectors import CHANGE_PERM, CREATE_PERM, VIEW_ALL_PERMS
 
 TERMINAL = ("succeeded", "failed", "canceled")
 
@@ -53,7 +53,7 @@ def _money(amount: Decimal) -> str:
 
 
 def _can_view(request: HttpRequest) -> bool:
-    return any(request.user.has_perm(perm) for perm in VIEW_PERMS)
+    return any(request.user.has_perm(perm) for perm in VIEW_ALL_PERMS)
 
 
 def job_rows(jobs: QuerySet[StagingJob]) -> list[dict[str, Any]]:
@@ -123,11 +123,11 @@ class WorkbenchMixin:
         return extra + super().get_urls()
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm(ADD_PERM)
+        return request.user.has_perm(CREATE_PERM)
 
     def estimate_view(self, request: HttpRequest) -> JsonResponse:
         """`?model=&photos=`: what staging that many photos costs at most with the model's active config."""
-        if not request.user.has_perm(ADD_PERM):
+        if not request.user.has_perm(CREATE_PERM):
             raise PermissionDenied
         try:
             photos = max(0, int(request.GET.get("photos", "1")))
@@ -299,7 +299,7 @@ class ListingAdmin(admin.ModelAdmin):
         return _can_view(request)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm(ADD_PERM)
+        return request.user.has_perm(CREATE_PERM)
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return request.user.has_perm(CHANGE_PERM)

@@ -4,7 +4,8 @@ Handlers are thin: they parse and check the request, fetch a photo URL through `
 defences live there), and call `services` / `selectors`. What those raise is answered by `api.errors`
 in the config API's shapes: 422 `{"detail": [{"loc": ["body", field, ...], "msg", "type"}]}` with
 nothing stored, `{"detail": str}` otherwise. Same authentication as the config API (personal token or
-staff session with CSRF).
+staff session with CSRF). Who may see which job is `selectors.visible_jobs`: a job the caller may not
+see is a 404, as an unknown one is; acting on a job also needs the action's permission (403).
 
 `POST /jobs` takes two bodies, so it parses the request itself instead of declaring ninja
 parameters (ninja cannot bind one operation to both a multipart form and a JSON body); the OpenAPI
@@ -15,13 +16,14 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from typing import Any, Literal
 
 from django.core.files.uploadedfile import UploadedFile
 from django.db.models.fields.files import FieldFile
 from django.http import FileResponse, HttpRequest
 from django.urls import reverse
-from ninja import Router, Status
+from ninja import Query, Router, Status
 from ninja.errors import HttpError
 from pydantic import ValidationError
 
@@ -38,13 +40,12 @@ from .schemas import (
     AttemptOut,
     JobFieldsIn,
     JobJsonIn,
+    JobListQuery,
     JobOut,
+    JobPageOut,
     ReprocessIn,
 )
-
-ADD_PERM = "staging.add_stagingjob"
-VIEW_PERMS = ("staging.view_stagingjob", "staging.change_stagingjob")
-CHANGE_PERM = "staging.change_stagingjob"
+from .selectors import CHANGE_PERM, CREATE_PERM
 
 router = Router(tags=["jobs"])  # authenticated by the API root (api/root.py)
 
@@ -177,6 +178,7 @@ def job_out(request: HttpRequest, job_id: int) -> dict[str, Any]:
             "width": job.photo_width,
             "height": job.photo_height,
         },
+        "created_by": _username(job),
         "created_at": job.created_at,
         "updated_at": job.updated_at,
         "attempts": [_attempt_out(request, attempt, chosen_id) for attempt in attempts],
@@ -185,6 +187,27 @@ def job_out(request: HttpRequest, job_id: int) -> dict[str, Any]:
         ],
         "chosen": _output_out(request, deliverable, by_pk[deliverable.attempt_id], chosen_id) if deliverable else None,
         "chosen_by_staff": job.chosen_output_id is not None,
+    }
+
+
+def _username(job: StagingJob) -> str | None:
+    return job.created_by.get_username() if job.created_by_id else None
+
+
+def _summary_out(request: HttpRequest, job: StagingJob) -> dict[str, Any]:
+    """A row of the list: from the listed queryset's own columns and joins (no query per row)."""
+    return {
+        "id": job.pk,
+        "uid": job.uid,
+        "url": _url(request, "job", job_id=job.pk),
+        "status": job.derived_status,
+        "model": job.model_slug,
+        "room_type": job.room_type,
+        "style": job.style,
+        "listing": job.listing_id,
+        "created_by": _username(job),
+        "created_at": job.created_at,
+        "updated_at": job.updated_at,
     }
 
 
@@ -208,9 +231,12 @@ def _output_out(request: HttpRequest, image: StagedImage, attempt: Attempt, chos
     }
 
 
-def _existing(job_id: int) -> None:
-    if not StagingJob.objects.filter(pk=job_id).exists():
+def _visible(request: HttpRequest, job_id: int) -> StagingJob:
+    """The job, if the caller may see it; else the same 404 as for an id that does not exist."""
+    job = selectors.visible_jobs(request.auth).filter(pk=job_id).first()
+    if job is None:
         raise HttpError(404, f"No job {job_id}.")
+    return job
 
 
 def _stream(file: FieldFile) -> FileResponse:
@@ -231,7 +257,7 @@ def _stream(file: FieldFile) -> FileResponse:
 )
 def create_job(request: HttpRequest) -> Status:
     """multipart/form-data with an `image` file, or JSON with `image_url`; the same fields otherwise."""
-    user = require_perm(request, ADD_PERM)
+    user = require_perm(request, CREATE_PERM)
     content_type = (request.content_type or "").lower()
     if content_type == "multipart/form-data":
         fields, image_file = _parse_multipart(request)
@@ -260,14 +286,40 @@ def create_job(request: HttpRequest) -> Status:
         config_override=fields.config,
         policy=services.OverridePolicy.of(user),
         listing=listing,
+        created_by=user,
     )
     return Status(201, job_out(request, job.pk))
 
 
-@router.get("/{int:job_id}", response={200: JobOut, **error_responses(404)}, summary="A job, its attempts and outputs")
+@router.get("", response={200: JobPageOut, **error_responses(422)}, summary="The jobs you may see, newest first")
+def list_jobs(request: HttpRequest, query: Query[JobListQuery]) -> dict[str, Any]:
+    """Filtered and paged; every job for staff who may view jobs, your own otherwise. A page past the
+    last one answers 200 with no items (the count and the number of pages say where the jobs are)."""
+    jobs = selectors.list_jobs(
+        request.auth,
+        selectors.JobFilter(
+            status=query.status, model=query.model, listing=query.listing, since=query.since, until=query.until
+        ),
+    )
+    count = jobs.count()
+    start = (query.page - 1) * query.page_size
+    page = jobs[start : start + query.page_size] if start < count else []
+    return {
+        "items": [_summary_out(request, job) for job in page],
+        "count": count,
+        "page": query.page,
+        "pages": math.ceil(count / query.page_size),
+    }
+
+
+@router.get(
+    "/{int:job_id}",
+    response={200: JobOut, **error_responses(404)},
+    url_name="job",
+    summary="A job, its attempts and outputs",
+)
 def get_job(request: HttpRequest, job_id: int) -> dict[str, Any]:
-    require_perm(request, *VIEW_PERMS)
-    _existing(job_id)
+    _visible(request, job_id)
     return job_out(request, job_id)
 
 
@@ -284,7 +336,7 @@ def reprocess(request: HttpRequest, job_id: int) -> Status:
     check, rather than by ninja (which would refuse an empty non-JSON body before the handler runs).
     """
     user = require_perm(request, CHANGE_PERM)
-    _existing(job_id)
+    _visible(request, job_id)
     payload = _parse_reprocess(request)
     attempt = services.retry_job(job_id, payload.config, policy=services.OverridePolicy.of(user))
     attempt.refresh_from_db()  # with a synchronous queue it may have moved on already
@@ -300,7 +352,7 @@ def cancel(request: HttpRequest, job_id: int) -> Status:
     """Stops paying for the job: its unfinished attempt is canceled here and, when a prediction runs, at
     Replicate. 409 when nothing is unfinished (the job keeps what it delivered)."""
     user = require_perm(request, CHANGE_PERM)
-    _existing(job_id)
+    _visible(request, job_id)
     attempt = services.cancel_job(job_id, reason=f"Canceled through the API by {user.get_username()}.")
     if attempt is None or attempt.state != Attempt.State.CANCELED:
         status = selectors.get_job(job_id).derived_status
@@ -318,13 +370,14 @@ def choose_output(request: HttpRequest, job_id: int, index: int, attempt: int | 
     """Output `index` of attempt `attempt` (default: the delivering attempt) becomes the job's `chosen` output;
     downloads and exports then deliver it. Choosing costs nothing and can be changed at any time."""
     user = require_perm(request, CHANGE_PERM)
+    _visible(request, job_id)
     delivery.choose_output(job_id, index, attempt, user=user)
     return job_out(request, job_id)
 
 
 # --- files --------------------------------------------------------------------------------------
-# Stored files are only readable here (staff with the job view permission) and, for Replicate, through
-# a signed link (docs/operations.md#photos-and-outputs); the admin's images link here too.
+# Stored files are only readable here (by who may see the job, `selectors.visible_jobs`) and, for
+# Replicate, through a signed link (docs/operations.md#photos-and-outputs); the admin's images link here too.
 
 
 @router.get(
@@ -335,11 +388,7 @@ def choose_output(request: HttpRequest, job_id: int, index: int, attempt: int | 
     openapi_extra=FILE_OPENAPI,
 )
 def get_original(request: HttpRequest, job_id: int) -> FileResponse:
-    require_perm(request, *VIEW_PERMS)
-    job = StagingJob.objects.filter(pk=job_id).first()
-    if job is None:
-        raise HttpError(404, f"No job {job_id}.")
-    return _stream(job.photo)
+    return _stream(_visible(request, job_id).photo)
 
 
 @router.get(
@@ -359,7 +408,7 @@ def get_output(
     """`label=none` (the default): the clean output as Replicate made it; `label=default`: a copy with the
     disclosure label, made from the clean file on first request (docs/architecture.md#disclosure-labels).
     `attempt`: of that attempt rather than of the delivering one (every attempt's outputs stay readable)."""
-    require_perm(request, *VIEW_PERMS)
+    _visible(request, job_id)
     image = selectors.output_of(job_id, index, attempt)
     if label == "default":
         return _stream(derivatives.make_derivative(image, DerivativeKind.LABELLED).file)
@@ -376,7 +425,7 @@ def get_output(
 def get_output_derivative(
     request: HttpRequest, job_id: int, index: int, kind: DerivativeKind, attempt: int | None = None
 ) -> FileResponse:
-    require_perm(request, *VIEW_PERMS)
+    _visible(request, job_id)
     derivative = derivatives.get_derivative(selectors.output_of(job_id, index, attempt), kind)
     if derivative is None:
         raise HttpError(404, f"Output {index} of job {job_id} has no {kind}.")

@@ -23,9 +23,10 @@ from api.schemas import WITH_BODY, error_responses
 from models_config.schemas import MAX_ROOM_TYPE_CHARS, Text, field_errors
 
 from . import gateway, listings, services
-from .api import ADD_PERM, VIEW_PERMS, job_out
+from .api import job_out
 from .models import Listing
 from .schemas import JobFieldsIn, JobOut
+from .selectors import CREATE_PERM, VIEW_ALL_PERMS
 
 router = Router(tags=["listings"])  # authenticated by the API root (api/root.py)
 
@@ -139,7 +140,7 @@ def _existing(listing_id: int) -> Listing:
     openapi_extra=CREATE_LISTING_OPENAPI,
 )
 def create_listing(request: HttpRequest) -> Status:
-    user = require_perm(request, ADD_PERM)
+    user = require_perm(request, CREATE_PERM)
     fields, photos = _parse(request)
     gateway.require_configured()
     listing = listings.create_listing(
@@ -158,7 +159,7 @@ def create_listing(request: HttpRequest) -> Status:
 
 @router.get("/{int:listing_id}", response={200: ListingOut, **error_responses(404)}, summary="A listing and its jobs")
 def get_listing(request: HttpRequest, listing_id: int) -> dict[str, Any]:
-    require_perm(request, *VIEW_PERMS)
+    require_perm(request, *VIEW_ALL_PERMS)
     return _listing_out(request, _existing(listing_id))
 
 
@@ -172,7 +173,7 @@ def get_listing(request: HttpRequest, listing_id: int) -> dict[str, Any]:
 def export(request: HttpRequest, listing_id: int, label: Literal["none", "default"] = "none") -> StreamingHttpResponse:
     """`label=default` puts the disclosure label on every staged photo (docs/architecture.md#disclosure-labels);
     `none` exports them clean (for an MLS that bans marks on photos). Originals are always there."""
-    require_perm(request, *VIEW_PERMS)
+    require_perm(request, *VIEW_ALL_PERMS)
     listing = _existing(listing_id)
     response = StreamingHttpResponse(
         listings.stream_export(listing, labelled=label == "default"), content_type="application/zip"

@@ -13,8 +13,8 @@ _PER = {"s": 1.0, "m": 60.0, "h": 3600.0}
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*([smh]))?\s*$")
 
 
-def parse_rate(text: str) -> float | None:
-    """Events per second of "N/s", "N/m" or "N/h" (a bare N is per minute); None for "0" or "off" (no limit).
+def rate_window(text: str) -> tuple[float, float] | None:
+    """(N, seconds of the window) of "N/s", "N/m" or "N/h" (a bare N is per minute); None for "0" or "off".
 
     Raises ValueError, saying what is expected, for anything else.
     """
@@ -24,7 +24,15 @@ def parse_rate(text: str) -> float | None:
     if not match:
         raise ValueError(f"{text!r} is not a rate; write it like 600/m, 10/s or 36000/h (0 or off: no limit)")
     count = float(match.group(1))
-    per_second = count / _PER[match.group(2) or "m"]
-    if per_second <= 0 or not math.isfinite(per_second):
+    if count <= 0 or not math.isfinite(count):
         return None
-    return per_second
+    return count, _PER[match.group(2) or "m"]
+
+
+def parse_rate(text: str) -> float | None:
+    """Events per second of "N/s", "N/m" or "N/h" (a bare N is per minute); None for "0" or "off" (no limit).
+
+    Raises ValueError, saying what is expected, for anything else.
+    """
+    window = rate_window(text)
+    return None if window is None else window[0] / window[1]

@@ -6,17 +6,21 @@ Replicate input (it can hold a signed storage URL) or anything else that works a
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
 from ninja import Schema
-from pydantic import AfterValidator, ConfigDict, Field
+from pydantic import AfterValidator, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from models_config.builders import DEFAULT_ROOM_TYPE, DEFAULT_STYLE
 from models_config.registry import REGISTRY, UnknownModelError, get_spec
 from models_config.schemas import MAX_INSTRUCTIONS_CHARS, MAX_ROOM_TYPE_CHARS, MAX_SEED, MAX_STYLE_CHARS, Text
+
+from .models import JobStatus
+
+MAX_PAGE_SIZE = 100
 
 
 def _registered(slug: str) -> str:
@@ -52,6 +56,36 @@ class JobFieldsIn(Schema):
     listing: int | None = Field(
         None, ge=1, description="A listing's id: the job takes its style and seed, and must use its model."
     )
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """A time without a zone is UTC (the service's time zone), as in the rest of the API."""
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+
+
+Moment = Annotated[datetime | None, AfterValidator(_aware)]
+
+
+class JobListQuery(Schema):
+    """The filters and page of `GET /jobs`; a bad value is a 422 naming its parameter."""
+
+    status: JobStatus | None = Field(None, description="The job's derived status.")
+    model: Annotated[str, AfterValidator(_registered)] | None = Field(
+        None, max_length=100, description="A registered model slug.", json_schema_extra={"enum": list(REGISTRY)}
+    )
+    listing: int | None = Field(None, ge=1, description="Only the photos of this listing.")
+    since: Moment = Field(None, description="Created at or after (ISO 8601; a date means its midnight UTC).")
+    until: Moment = Field(None, description="Created before (ISO 8601; a date means its midnight UTC).")
+    page: int = Field(1, ge=1, description="1-based; a page past the last one has no items.")
+    page_size: int = Field(20, ge=1, le=MAX_PAGE_SIZE)
+
+    @field_validator("until")
+    @classmethod
+    def _until_after_since(cls, until: datetime | None, info: ValidationInfo) -> datetime | None:
+        since = info.data.get("since")
+        if since is not None and until is not None and until <= since:
+            raise PydanticCustomError("value_error", "until must be later than since")
+        return until
 
 
 class JobJsonIn(JobFieldsIn):
@@ -108,6 +142,29 @@ class PhotoOut(Schema):
     height: int
 
 
+class JobSummaryOut(Schema):
+    """A job in a list: what a row shows, read without a query per row (`GET /jobs/{id}` has the rest)."""
+
+    id: int
+    uid: UUID
+    url: str = Field(description="The job's own URL: its attempts and outputs.")
+    status: str = Field(description="queued, running, succeeded, failed or canceled (from the latest attempt).")
+    model: str
+    room_type: str
+    style: str
+    listing: int | None = Field(description="The listing the photo belongs to, if any.")
+    created_by: str | None = Field(description="Username of who created it; null from a command.")
+    created_at: datetime
+    updated_at: datetime
+
+
+class JobPageOut(Schema):
+    items: list[JobSummaryOut]
+    count: int = Field(description="Jobs matching the filters, on every page.")
+    page: int
+    pages: int = Field(description="Pages of page_size; 0 when nothing matches.")
+
+
 class JobOut(Schema):
     id: int
     uid: UUID
@@ -120,6 +177,7 @@ class JobOut(Schema):
     config_override: dict[str, Any] | None
     listing: int | None = Field(description="The listing the photo belongs to, if any.")
     photo: PhotoOut
+    created_by: str | None = Field(description="Username of who created it; null from a command.")
     created_at: datetime
     updated_at: datetime
     attempts: list[AttemptOut]

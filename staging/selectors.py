@@ -1,4 +1,4 @@
-"""Reads of staging data: derived job status and the queries of the scheduled ticks."""
+"""Reads of staging data: who may see which job, derived job status, and the queries of the scheduled ticks."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import QuerySet
 
+from api.auth import holds
 from models_config.builders import StagingRequest
 from models_config.registry import get_spec
 from models_config.schemas import StagingConfig
@@ -18,6 +20,56 @@ from .errors import OutputNotFound
 from .models import Attempt, StagedImage, StagingJob
 
 S = Attempt.State
+
+
+# --- Who may see and act on a job (docs/architecture.md#who-sees-a-job) ---------------------------
+
+CREATE_PERM = "staging.add_stagingjob"  # create a job (paid)
+CHANGE_PERM = "staging.change_stagingjob"  # reprocess (paid) or cancel a job it may see
+VIEW_ALL_PERMS = ("staging.view_stagingjob", CHANGE_PERM)  # change implies view, as in Django's admin
+
+
+def visible_jobs(user: AbstractBaseUser) -> QuerySet[StagingJob]:
+    """The jobs `user` may see: every job for staff with the view (or change) permission on jobs, only the
+    ones they created for anybody else. The API answers 404 for the rest, so job ids reveal nothing.
+
+    Every jobs endpoint that names a job reads it through here (get, files, reprocess, cancel)."""
+    jobs = StagingJob.objects.all()
+    if holds(user, *VIEW_ALL_PERMS):
+        return jobs
+    if not (user.is_active and user.is_authenticated):
+        return jobs.none()
+    return jobs.filter(created_by=user.pk)
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """The filters of a job list, each optional; `until` is exclusive."""
+
+    status: str | None = None
+    model: str | None = None
+    listing: int | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def list_jobs(user: AbstractBaseUser, filters: JobFilter) -> QuerySet[StagingJob]:
+    """`user`'s visible jobs that pass `filters`, newest first, with their derived status (no query per row).
+
+    Playground tries are not jobs anyone asked to deliver, so they are left out (docs/architecture.md#the-playground).
+    """
+    jobs = visible_jobs(user).filter(is_try=False).with_status().select_related("created_by")
+    if filters.status is not None:
+        jobs = jobs.filter(derived_status=filters.status)
+    if filters.model is not None:
+        jobs = jobs.filter(model_slug=filters.model)
+    if filters.listing is not None:
+        jobs = jobs.filter(listing_id=filters.listing)
+    if filters.since is not None:
+        jobs = jobs.filter(created_at__gte=filters.since)
+    if filters.until is not None:
+        jobs = jobs.filter(created_at__lt=filters.until)
+    return jobs.order_by("-created_at", "-pk")
 
 
 def get_job(job_id: int) -> StagingJob:

@@ -130,11 +130,14 @@ def create_job(
     policy: OverridePolicy = PER_JOB_ONLY,
     listing: Listing | None = None,
     is_try: bool = False,
+    created_by: AbstractBaseUser | None = None,
 ) -> StagingJob:
     """Validate everything, store the photo, create attempt 1 and queue its submission.
 
     `listing` only files the job under it; `staging.listings` decides what a listing's photos share.
     `is_try` marks a playground run of a draft config (docs/architecture.md#the-playground).
+    `created_by` is who asked (the API's user; None from a command): it decides who may see the job
+    (`selectors.visible_jobs`).
 
     Raises `ImageRejected` (bad photo), `JobInputError` (unknown model, invalid override, a prompt
     that cannot be sent; `.errors` has a `{loc, msg, type}` item per refused field), `OverrideNotAllowed`
@@ -163,6 +166,7 @@ def create_job(
         seed=seed,
         config_override=override,
         listing=listing,
+        created_by=created_by,
         photo_width=checked.width,
         photo_height=checked.height,
         is_try=is_try,

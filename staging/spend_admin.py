@@ -25,7 +25,7 @@ from models_config.services import ConfigValidationError, set_daily_spend_limit
 
 from . import spend_selectors
 from .models import SpendDay
-from .spend_api import VIEW_PERMS
+from .selectors import VIEW_ALL_PERMS
 
 
 class LimitForm(forms.Form):
@@ -58,7 +58,7 @@ def bars(rows: list[spend_selectors.SpendRow]) -> list[tuple[Any, list[Bar]]]:
 @admin.register(SpendDay)
 class SpendAdmin(admin.ModelAdmin):
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return any(request.user.has_perm(perm) for perm in VIEW_PERMS)
+        return any(request.user.has_perm(perm) for perm in VIEW_ALL_PERMS)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -22,8 +22,7 @@ from models_config.models import CHANGE_CONFIG_PERMISSION
 from models_config.services import set_daily_spend_limit
 
 from . import ledger, spend_selectors
-
-VIEW_PERMS = ("staging.view_stagingjob", "staging.change_stagingjob")
+from .selectors import VIEW_ALL_PERMS
 
 router = Router(tags=["spend"])
 
@@ -74,7 +73,7 @@ class LimitIn(Schema):
 @router.get("", response={200: SpendOut, **error_responses(422)}, summary="Spend per UTC day, model and version")
 def spend_report(request: HttpRequest, since: date | None = None, until: date | None = None) -> dict[str, Any]:
     """Days from `since` to `until`, both included (default: the last 30 days), plus today's counters."""
-    require_perm(request, *VIEW_PERMS)
+    require_perm(request, *VIEW_ALL_PERMS)
     since, until = spend_selectors.default_range(since, until)
     if since > until:
         raise invalid(field_error(["query", "since"], "since must not be after until."))
@@ -88,7 +87,7 @@ def spend_report(request: HttpRequest, since: date | None = None, until: date | 
 
 @router.get("/limits", response={200: LimitsOut, **error_responses()}, summary="The daily spend limits")
 def get_limits(request: HttpRequest) -> dict[str, Any]:
-    require_perm(request, *VIEW_PERMS, CHANGE_CONFIG_PERMISSION)
+    require_perm(request, *VIEW_ALL_PERMS, CHANGE_CONFIG_PERMISSION)
     return _limits()
 
 

@@ -15,10 +15,14 @@ import re
 # logging is configured before the apps load); tests/stagingsite/test_log_filters.py keeps the two equal.
 SECRET_PARAMS = ("attempt",)
 REDACTED = "[redacted]"
+# A personal API token wherever it appears (a header echoed by some library, a pasted curl line):
+# api.models.ApiToken.PREFIX and what follows it; tests/api/test_tokens.py checks a real one is caught.
+API_TOKEN = re.compile(r"\bstg_[A-Za-z0-9_-]{16,}")
 
 
 class RedactTokens(logging.Filter):
-    """Replace the value of every `SECRET_PARAMS` query parameter in a record's message by `REDACTED`.
+    """Replace the value of every `SECRET_PARAMS` query parameter, and every API token, in a record's message
+    by `REDACTED`.
 
     The message is formatted here (so a token passed as an argument is caught too) and stored back
     with no arguments; records without a token are left as they are.
@@ -31,7 +35,7 @@ class RedactTokens(logging.Filter):
             message = record.getMessage()
         except Exception:  # a broken format string: leave it to the handler's own error reporting
             return True
-        redacted = self.pattern.sub(rf"\g<1>{REDACTED}", message)
+        redacted = API_TOKEN.sub(f"stg_{REDACTED}", self.pattern.sub(rf"\g<1>{REDACTED}", message))
         if redacted != message:
             record.msg, record.args = redacted, None
         return True

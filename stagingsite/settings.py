@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from staging.rates import parse_rate
+from staging.rates import parse_rate, rate_window
 from stagingsite.sentry import init_sentry
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -110,11 +110,14 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0),
     }
 
+# The cache holds what every process must count together (the API's rate limits, api/throttling.py):
+# Redis when REDIS_URL is set, else a table of the database, created by `migrate` (api/apps.py).
 REDIS_URL = env.str("REDIS_URL", default="")
+DATABASE_CACHE = {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "staging_cache"}
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CACHES = {"default": DATABASE_CACHE}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -261,6 +264,19 @@ try:
     parse_rate(STAGING_CREATE_RATE)
 except ValueError as exc:
     raise ImproperlyConfigured(f"STAGING_CREATE_RATE: {exc}.") from None
+# Requests per API token (a session: per user) to the HTTP API, and failed authentications (unknown
+# bearer tokens, failed admin logins) per client address; "N/s", "N/m", "N/h", or off
+# (docs/architecture.md#rate-limits).
+STAGING_API_RATE = env.str("STAGING_API_RATE", default="120/m")
+STAGING_AUTH_FAILURE_RATE = env.str("STAGING_AUTH_FAILURE_RATE", default="10/m")
+for _name in ("STAGING_API_RATE", "STAGING_AUTH_FAILURE_RATE"):
+    try:
+        rate_window(globals()[_name])
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{_name}: {exc}.") from None
+# Proxies in front of the app server that append the client's address to X-Forwarded-For; 0: the client
+# is REMOTE_ADDR and the header is ignored (a client could write anything there).
+NINJA_NUM_PROXIES = env.int("STAGING_NUM_PROXIES", default=0)
 # Reconcile reads at most this many pages (100 predictions each) of Replicate's list looking for a
 # lost create; past it the attempt keeps waiting instead of being created again.
 STAGING_RECONCILE_MAX_PAGES = env.int("STAGING_RECONCILE_MAX_PAGES", default=100)

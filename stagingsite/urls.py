@@ -8,6 +8,7 @@ jobs API (permission checked), Replicate through a signed link (docs/operations.
 from django.contrib import admin
 from django.urls import include, path
 
+from api.throttling import throttle_failed_logins
 from staging.admin_playground import playground_result_view, playground_view
 from staging.media import signed_file
 from staging.prometheus import metrics_view
@@ -23,6 +24,8 @@ urlpatterns = [
     path("", views.root, name="root"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
+    # Failed logins are limited per address (docs/architecture.md#rate-limits): the admin's login, wrapped.
+    path("admin/login/", throttle_failed_logins(admin.site.login)),
     # The playground sits under the admin (staff only) but lives in staging (docs/architecture.md#the-playground).
     path("admin/playground/<slug:slug>/", admin.site.admin_view(playground_view), name="staging-playground"),
     path(

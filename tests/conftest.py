@@ -38,12 +38,16 @@ def _fresh_process_caches():
     """Each test starts with empty per-process caches, as a new worker would.
 
     The webhook secret is cached per (API URL, token); emulators of earlier tests may have had the
-    same URL (a reused port) with another secret.
+    same URL (a reused port) with another secret. Rate-limit counts are keyed by token and user ids,
+    which the next test's rows reuse.
     """
+    from django.core.cache import cache
+
     from staging import gateway
 
     selectors.invalidate()
     gateway.secret_cache.clear()
+    cache.clear()  # the rate limits' counts (tests/settings.py: this process's memory)
     yield
     selectors.invalidate()
     gateway.secret_cache.clear()

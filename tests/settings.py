@@ -16,3 +16,12 @@ from stagingsite.settings import *  # noqa: F403
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
+
+# Rate-limit counts start empty in every test: the API's throttles count in this process's memory here
+# (tests/conftest.py clears it), not in the database cache, whose table outlives a test. That table is
+# still created by `migrate` (the "database" alias), for child processes (serve, qcluster) and for the
+# tests of the shared cache (tests/api/test_rate_limits.py), which switch "default" to it.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "database": DATABASE_CACHE,  # noqa: F405
+}

@@ -7,12 +7,13 @@ import re
 import pytest
 from django.test import Client
 
-from api.models import ApiToken
+from api.models import ApiToken, Scope
 from tests.fixtures.users import logged_in
 
 pytestmark = pytest.mark.django_db
 
 TOKENS = "/admin/api/apitoken/"
+NEW_TOKEN = {"name": "ci", "scopes": Scope.values}  # what the add form posts with every scope ticked (its initial)
 
 
 @pytest.fixture
@@ -26,7 +27,7 @@ def editor_client(editor) -> Client:
 
 
 def test_api_token_admin_shows_the_raw_token_once(editor, editor_client: Client) -> None:
-    response = editor_client.post(f"{TOKENS}add/", {"name": "ci"}, follow=True)
+    response = editor_client.post(f"{TOKENS}add/", NEW_TOKEN, follow=True)
     assert response.status_code == 200
     token = ApiToken.objects.get()
     html = response.content.decode()
@@ -50,8 +51,8 @@ def test_staff_see_only_their_own_tokens_superusers_all(make_user, token_for) ->
 
 
 def test_a_token_made_in_the_admin_authenticates(editor, editor_client: Client) -> None:
-    html = editor_client.post(f"{TOKENS}add/", {"name": "ci"}, follow=True).content.decode()
+    html = editor_client.post(f"{TOKENS}add/", NEW_TOKEN, follow=True).content.decode()
     raw = re.search(r"<code id='new-api-token'>([^<]+)</code>", html).group(1)
-    response = Client().get("/api/v1/jobs/1", headers={"Authorization": f"Bearer {raw}"})
-    assert response.status_code == 403  # authenticated (not 401); the editor may not read jobs
-    assert "staging.view_stagingjob" in response.json()["detail"]
+    response = Client().post("/api/v1/jobs/1/reprocess", headers={"Authorization": f"Bearer {raw}"})
+    assert response.status_code == 403  # authenticated (not 401); the editor may not reprocess jobs
+    assert "staging.change_stagingjob" in response.json()["detail"]

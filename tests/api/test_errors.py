@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from api import errors
 from api.errors import body_too_big_detail
 from api.root import api
+from api.services import UnknownTokenError
 from models_config import services
 from models_config.models import ModelConfigVersion
 from models_config.registry import REGISTRY, UnknownModelError
@@ -78,6 +79,7 @@ CASES = [
         UnknownModelError("nope"), 404, {"detail": f"Unknown model 'nope'; known models: {KNOWN}."}, id="slug"
     ),
     pytest.param(services.UnknownVersionError(SLUG, 9), 404, {"detail": f"{SLUG} has no version 9."}, id="version"),
+    pytest.param(UnknownTokenError("No API token 7."), 404, {"detail": "No API token 7."}, id="token"),
     pytest.param(PermissionDenied(), 403, {"detail": "Permission denied."}, id="denied"),
     pytest.param(JobBusyError("Job 3 is still processing."), 409, {"detail": "Job 3 is still processing."}, id="busy"),
     pytest.param(
