@@ -10,6 +10,10 @@ class StagingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from models_config.hooks import register_metrics_reader
+
+        from .metrics import by_version
         from .schedules import create_schedules
 
         post_migrate.connect(create_schedules, sender=self)
+        register_metrics_reader(by_version)  # the config page's metrics table (models_config/hooks.py)

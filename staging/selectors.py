@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,7 +13,7 @@ from django.db.models import QuerySet
 from models_config.builders import StagingRequest
 from models_config.registry import get_spec
 from models_config.schemas import StagingConfig
-from models_config.selectors import ActiveConfig, get_active_config
+from models_config.selectors import ActiveConfig, config_for_job, get_active_config
 
 from .models import Attempt, StagedImage, StagingJob
 
@@ -40,27 +41,32 @@ def attempt_by_token(token: str) -> Attempt | None:
 
 @dataclass(frozen=True)
 class ResolvedInput:
-    active: ActiveConfig  # the stored config it started from (its version is recorded on the attempt)
+    active: ActiveConfig  # the stored config it started from (its version and arm are recorded on the attempt)
     config: StagingConfig  # after the override
     input: dict[str, Any]  # the exact Replicate input
 
 
-def resolve_config(slug: str, override: Mapping[str, Any] | None) -> tuple[ActiveConfig, StagingConfig]:
-    """The config a new attempt uses now: `override` > active stored version > code defaults.
+def resolve_config(
+    slug: str, override: Mapping[str, Any] | None, job_uid: uuid.UUID | None = None
+) -> tuple[ActiveConfig, StagingConfig]:
+    """The config a new attempt uses now: `override` > the stored version of the job's arm > code defaults.
 
-    Raises pydantic's `ValidationError` when the override does not fit the model's schema.
+    With `job_uid`, a running canary may put the job on its candidate (`config_for_job`); without one (a
+    job not created yet) the active version is used. Raises pydantic's `ValidationError` when the override
+    does not fit the model's schema.
     """
-    active = get_active_config(slug)
+    active = get_active_config(slug) if job_uid is None else config_for_job(slug, job_uid)
     return active, get_spec(slug).resolve_config(active.config.model_dump(mode="json"), override)
 
 
 def resolve_input(job: StagingJob, image_url: str, override: Mapping[str, Any] | None = None) -> ResolvedInput:
     """The input a new attempt of `job` sends now; `override` None means the job's own override.
 
-    One function for the real submit and for `reprocess --dry-run`, so a dry run shows what would be sent.
+    One function for the real submit and for `reprocess --dry-run`, so a dry run shows what would be sent,
+    on the job's canary arm (docs/architecture.md#canary).
     """
     layer = job.config_override if override is None else override
-    active, config = resolve_config(job.model_slug, layer)
+    active, config = resolve_config(job.model_slug, layer, job.uid)
     request = StagingRequest(image_url, job.room_type, job.style, job.instructions, job.seed)
     return ResolvedInput(active, config, get_spec(job.model_slug).build_input(request, config))
 
