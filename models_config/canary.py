@@ -82,10 +82,7 @@ def promote_canary(slug: str, *, actor: AbstractBaseUser | None, comment: str) -
     """Make the candidate the active version and end the canary, in one step (one event)."""
     comment = checked_comment(comment)
     with transaction.atomic():
-        row = lock_row(slug)
-        candidate = row.candidate_version
-        if candidate is None:
-            raise NoCanaryError(slug)
+        row, candidate = _running(slug)
         validate_config(slug, candidate.config, loc_prefix=None)  # stored: nothing the caller sent is wrong
         point_at(row, candidate, ConfigEvent.Kind.CANARY_PROMOTE, actor=actor, comment=comment)
     return candidate
@@ -95,15 +92,20 @@ def stop_canary(slug: str, *, actor: AbstractBaseUser | None, comment: str) -> M
     """Send every new job to the active version again; returns the candidate that was stopped."""
     comment = checked_comment(comment)
     with transaction.atomic():
-        row = lock_row(slug)
-        candidate = row.candidate_version
-        if candidate is None:
-            raise NoCanaryError(slug)
+        row, candidate = _running(slug)
         data = {"share": str(row.canary_share)}
         row.candidate_version, row.canary_share = None, Decimal(0)
         _save(row)
         record_event(row, ConfigEvent.Kind.CANARY_STOP, actor=actor, comment=comment, version=candidate, data=data)
     return candidate
+
+
+def _running(slug: str) -> tuple[ModelConfig, ModelConfigVersion]:
+    """The locked row and its candidate; NoCanaryError when no canary runs."""
+    row = lock_row(slug)
+    if row.candidate_version is None:
+        raise NoCanaryError(slug)
+    return row, row.candidate_version
 
 
 def _check_stored(slug: str, version: ModelConfigVersion) -> None:

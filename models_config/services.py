@@ -130,22 +130,10 @@ def ensure_config_rows(using: str = DEFAULT_DB_ALIAS) -> list[str]:
     return created
 
 
-def save_version(
-    slug: str,
-    config: Mapping[str, Any],
-    *,
-    author: AbstractBaseUser | None,
-    comment: str,
-    base_version: int | None = None,
-    check_base: bool = False,
-) -> ModelConfigVersion:
-    """Store `config` as the next version of `slug` and activate it; the version jobs use afterwards.
-
-    The same as `store_config` for a caller that does not need to know whether anything was stored.
-    """
-    return store_config(
-        slug, config, author=author, comment=comment, base_version=base_version, check_base=check_base
-    ).version
+def save_version(slug: str, config: Mapping[str, Any], **options: Any) -> ModelConfigVersion:
+    """`store_config` (same options) for a caller that does not need to know whether anything was stored:
+    the version jobs use afterwards."""
+    return store_config(slug, config, **options).version
 
 
 def store_config(

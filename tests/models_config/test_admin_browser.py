@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 
 import pytest
 from django.contrib.auth.models import User
@@ -10,6 +11,7 @@ from django.db import connections
 
 from models_config import services
 from models_config.models import ModelConfig, ModelConfigVersion
+from tests.fixtures.config_rows import changed_config
 
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's sync API runs an event loop in this thread
 
@@ -96,3 +98,38 @@ def test_edit_config_in_the_browser(page, live_server) -> None:
 
     version = ModelConfig.objects.get(slug=SLUG).active_version
     assert (version.number, version.config["output_quality"], version.author.username) == (2, 80, "admin")
+
+
+def canary_row() -> ModelConfig:
+    return ModelConfig.objects.select_related("candidate_version", "active_version").get(slug=SLUG)
+
+
+def test_start_a_canary_and_promote_it_in_the_browser(page, live_server) -> None:
+    services.ensure_config_rows()
+    User.objects.create_superuser("admin", "admin@example.com", "pw-admin")
+    services.save_version(SLUG, changed_config(SLUG, "v2"), author=None, comment="v2 to try")
+    services.activate_version(SLUG, 1, comment="v1 stays active for now")
+    row = ModelConfig.objects.get(slug=SLUG)
+
+    page.goto(f"{live_server.url}/admin/login/")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", "pw-admin")
+    page.click("input[type=submit]")
+    page.goto(f"{live_server.url}/admin/models_config/modelconfig/{row.pk}/change/")
+    start = page.locator("#canary-start")
+    start.locator('select[name="canary_version"]').select_option("2")
+    start.locator('input[name="canary_share"]').fill("0.3")
+    start.locator('input[name="canary_comment"]').fill("try v2 on 30%")
+    start.locator("button").click()
+    page.locator("#canary-status", has_text="v2 (candidate) takes 0.300").wait_for()
+    assert (canary_row().candidate_version.number, canary_row().canary_share) == (2, Decimal("0.300"))
+
+    promote = page.locator("#canary-promote")
+    promote.locator('input[name="canary_comment"]').fill("v2 wins")
+    page.once("dialog", lambda dialog: dialog.accept())  # "Make v2 the active version?"
+    promote.locator("button").click()
+    page.locator("#canary-status", has_text="No canary").wait_for()
+    assert (canary_row().active_version.number, canary_row().candidate_version) == (2, None)
+    promoted = page.locator('#config-history tr[data-kind="canary_promote"]')
+    assert "v2 wins" in promoted.inner_text() and "admin" in promoted.inner_text()
+    page.screenshot(path="/tmp/admin-canary.png", full_page=True)

@@ -1,14 +1,13 @@
-"""The config page's canary section, its one history and its metrics table (test client and a real browser)."""
+"""The config page's canary section, its one history and its metrics table (the browser test is in
+test_admin_browser.py)."""
 
 from __future__ import annotations
 
-import os
 from decimal import Decimal
 
 import pytest
 from django.contrib.auth.models import User
 from django.contrib.messages import get_messages
-from django.db import connections
 from django.test import Client
 
 from models_config import hooks, services
@@ -18,7 +17,6 @@ from tests.fixtures.config_rows import changed_config
 from tests.fixtures.users import logged_in
 
 from .conftest import SLUG
-from .test_admin_browser import CHROMIUM_ARGS
 
 CHANGELIST = "/admin/models_config/modelconfig/"
 
@@ -135,53 +133,3 @@ def test_the_metrics_table_shows_each_version_per_arm(v2: ModelConfig, editor_cl
 
 def test_the_metrics_hook_is_registered_by_staging() -> None:
     assert hooks._metrics_reader is by_version
-
-
-# --- a real browser ------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def page(live_server, transactional_db):
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's sync API runs an event loop in this thread
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1400})
-            page.set_default_timeout(10_000)
-            yield page
-        finally:
-            browser.close()
-            connections.close_all()  # see test_admin_browser.py
-
-
-@pytest.mark.browser
-def test_start_a_canary_and_promote_it_in_the_browser(page, live_server) -> None:
-    services.ensure_config_rows()
-    User.objects.create_superuser("admin", "admin@example.com", "pw-admin")
-    services.save_version(SLUG, changed_config(SLUG, "v2"), author=None, comment="v2 to try")
-    services.activate_version(SLUG, 1, comment="v1 stays active for now")
-    row = current()
-
-    page.goto(f"{live_server.url}/admin/login/")
-    page.fill("#id_username", "admin")
-    page.fill("#id_password", "pw-admin")
-    page.click("input[type=submit]")
-    page.goto(f"{live_server.url}{url(row)}")
-    start = page.locator("#canary-start")
-    start.locator('select[name="canary_version"]').select_option("2")
-    start.locator('input[name="canary_share"]').fill("0.3")
-    start.locator('input[name="canary_comment"]').fill("try v2 on 30%")
-    start.locator("button").click()
-    page.locator("#canary-status", has_text="v2 (candidate) takes 0.300").wait_for()
-    assert (current().candidate_version.number, current().canary_share) == (2, Decimal("0.300"))
-
-    promote = page.locator("#canary-promote")
-    promote.locator('input[name="canary_comment"]').fill("v2 wins")
-    page.once("dialog", lambda dialog: dialog.accept())  # "Make v2 the active version?"
-    promote.locator("button").click()
-    page.locator("#canary-status", has_text="No canary").wait_for()
-    assert (current().active_version.number, current().candidate_version) == (2, None)
-    promoted = page.locator('#config-history tr[data-kind="canary_promote"]')
-    assert "v2 wins" in promoted.inner_text() and "admin" in promoted.inner_text()
-    page.screenshot(path="/tmp/admin-canary.png", full_page=True)
