@@ -47,16 +47,21 @@ def page(live_server, transactional_db):
             connections.close_all()
 
 
-def test_edit_config_in_the_browser(page, live_server) -> None:
-    services.ensure_config_rows()
+def open_config_page(page, live_server) -> ModelConfig:
+    """Log in as a new superuser "admin" and open the config page of SLUG; returns its row."""
     User.objects.create_superuser("admin", "admin@example.com", "pw-admin")
     row = ModelConfig.objects.get(slug=SLUG)
-
     page.goto(f"{live_server.url}/admin/login/")
     page.fill("#id_username", "admin")
     page.fill("#id_password", "pw-admin")
     page.click("input[type=submit]")
     page.goto(f"{live_server.url}/admin/models_config/modelconfig/{row.pk}/change/")
+    return row
+
+
+def test_edit_config_in_the_browser(page, live_server) -> None:
+    services.ensure_config_rows()
+    row = open_config_page(page, live_server)
     # the django-jsonform widget renders the schema's fields, with pydantic's titles and help texts
     quality = page.locator('input[name="rjf§output_quality"]')
     quality.wait_for()
@@ -106,16 +111,9 @@ def canary_row() -> ModelConfig:
 
 def test_start_a_canary_and_promote_it_in_the_browser(page, live_server) -> None:
     services.ensure_config_rows()
-    User.objects.create_superuser("admin", "admin@example.com", "pw-admin")
     services.save_version(SLUG, changed_config(SLUG, "v2"), author=None, comment="v2 to try")
     services.activate_version(SLUG, 1, comment="v1 stays active for now")
-    row = ModelConfig.objects.get(slug=SLUG)
-
-    page.goto(f"{live_server.url}/admin/login/")
-    page.fill("#id_username", "admin")
-    page.fill("#id_password", "pw-admin")
-    page.click("input[type=submit]")
-    page.goto(f"{live_server.url}/admin/models_config/modelconfig/{row.pk}/change/")
+    open_config_page(page, live_server)
     start = page.locator("#canary-start")
     start.locator('select[name="canary_version"]').select_option("2")
     start.locator('input[name="canary_share"]').fill("0.3")
