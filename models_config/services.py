@@ -330,7 +330,7 @@ def record_event(
 ) -> ConfigEvent:
     """Append one audit event (docs/architecture.md#audit). Call it inside the transaction that makes
     the change, so a change and its event are stored together or not at all."""
-    event = ConfigEvent.objects.create(
+    event = ConfigEvent.objects.db_manager(row._state.db).create(
         model_config=row,
         kind=kind,
         actor=actor if actor is not None and actor.is_authenticated else None,

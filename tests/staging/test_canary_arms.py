@@ -54,11 +54,15 @@ def canary_jobs(make_job) -> list[StagingJob]:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_each_attempt_records_its_jobs_arm_and_that_arms_version(canary_jobs: list[StagingJob]) -> None:
+def test_each_attempt_records_its_jobs_arm_and_that_arms_version(
+    canary_jobs: list[StagingJob], operator_client
+) -> None:
     for job in canary_jobs:
         [attempt] = attempts(job)
         assert (attempt.arm, attempt.config_version.number) == expected(job), job.uid
         assert attempt.input["prompt"].endswith("(v2)") == (attempt.arm == "active")  # the input it really sent
+        [shown] = operator_client.get(f"/api/v1/jobs/{job.pk}").json()["attempts"]
+        assert (shown["arm"], shown["config_version"]) == expected(job)
 
 
 @pytest.mark.django_db(transaction=True)
