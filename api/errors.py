@@ -35,6 +35,7 @@ from ninja import NinjaAPI
 from ninja.errors import Throttled
 from ninja.errors import ValidationError as NinjaValidationError
 
+from models_config.canary import NoCanaryError
 from models_config.registry import UnknownModelError
 from models_config.schemas import describe_errors
 from models_config.services import ConfigError, ConfigValidationError, UnknownVersionError, VersionConflictError
@@ -166,8 +167,9 @@ def not_found(request: HttpRequest, exc: LookupError) -> Answer:
     return 404, {"detail": str(exc)}
 
 
-@answers(JobBusyError)
-def job_busy(request: HttpRequest, exc: JobBusyError) -> Answer:
+@answers(JobBusyError, NoCanaryError)
+def busy(request: HttpRequest, exc: JobBusyError | NoCanaryError) -> Answer:
+    """A job still running, or a canary promoted or stopped that is not running (anymore)."""
     return 409, {"detail": str(exc)}
 
 

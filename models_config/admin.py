@@ -1,4 +1,7 @@
-"""The Django admin is the configuration UI: edit, history, diff, rollback, reset and preview.
+"""The Django admin is the configuration UI: edit, history, diff, rollback, reset, preview and canary.
+
+The change page shows one history, the audit events (`selectors.events_of`); Django's own "History"
+button leads there too. The metrics table beside it comes from staging through `hooks.version_metrics`.
 
 The admin classes are thin: every write goes through `services`, every read through `selectors`
 or `views`. Staff with only the view permission see the same pages read-only; the custom POST
@@ -19,12 +22,13 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.http import require_POST
 from django_jsonform.widgets import JSONFormWidget
 
-from . import services
+from . import canary, services
 from .forms import ModelConfigForm, initial_config
+from .hooks import version_metrics
 from .jsonform import adapted_schema
 from .models import ModelConfig
 from .registry import REGISTRY
-from .selectors import SAMPLE_REQUEST, model_configs, preview_input, version_diff, versions_of
+from .selectors import SAMPLE_REQUEST, events_of, model_configs, preview_input, version_diff, versions_of
 from .worddiff import highlight
 
 _FAILED_SAVE = "_models_config_save_failed"
@@ -95,17 +99,28 @@ class ModelConfigAdmin(admin.ModelAdmin):
 
     def _history_context(self, request: HttpRequest, obj: ModelConfig) -> dict[str, Any]:
         active = obj.active_version.number if obj.active_version_id else None
+        candidate = obj.candidate_version.number if obj.candidate_version_id else None
+        names = ("diff", "preview", "reset", "canary_start", "canary_promote", "canary_stop")
         return {
             "versions": list(versions_of(obj.slug)),
+            "events": list(events_of(obj.slug)),
+            "metrics": version_metrics(obj.slug),
             "active_number": active,
+            "candidate_number": candidate,
+            "canary_share": obj.canary_share,
             "can_change_config": self.has_change_permission(request, obj),
             "spec": REGISTRY.get(obj.slug),
-            "urls": {name: self._url(name, obj) for name in ("diff", "preview", "reset")},
+            "urls": {name: self._url(name, obj) for name in names},
         }
+
+    def history_view(self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None):
+        """Django's "History" button: the change page's audit history, so there is one history, not two."""
+        obj = self._get_allowed(request, object_id, write=False)
+        return HttpResponseRedirect(self._url("change", obj) + "#config-history")
 
     def save_model(self, request: HttpRequest, obj: ModelConfig, form: ModelConfigForm, change: bool) -> None:
         try:
-            version = services.save_version(
+            saved = services.store_config(
                 obj.slug,
                 form.cleaned_data["config"],
                 author=request.user,
@@ -118,15 +133,18 @@ class ModelConfigAdmin(admin.ModelAdmin):
             setattr(request, _FAILED_SAVE, True)
             return
         obj.refresh_from_db()
-        messages.success(request, f"Saved {obj.slug} v{version.number} and made it active.")
-        setattr(request, _SAVED, True)
+        setattr(request, _SAVED, saved)
 
-    def message_user(self, request: HttpRequest, message: str, level: int = messages.INFO, *args, **kwargs) -> None:
-        """One success message per save: `save_model` already named the new version, so the admin's
-        generic "…was changed successfully" is left out (docs/architecture.md#look-and-feel)."""
-        if getattr(request, _SAVED, False) and level == messages.SUCCESS:
-            return
-        super().message_user(request, message, level, *args, **kwargs)
+    def message_user(self, request: HttpRequest, message: str, *args: Any, **kwargs: Any) -> None:
+        """Replace Django's generic "was changed successfully" with what the save did."""
+        saved: services.Saved | None = getattr(request, _SAVED, None)
+        if saved is None:
+            return super().message_user(request, message, *args, **kwargs)
+        number = saved.version.number
+        if saved.created:
+            messages.success(request, f"Saved v{number} and made it active.")
+        else:
+            messages.info(request, f"Nothing changed: the config equals the active v{number}; no version was created.")
 
     def response_change(self, request: HttpRequest, obj: ModelConfig) -> HttpResponse:
         if getattr(request, _FAILED_SAVE, False):
@@ -142,6 +160,9 @@ class ModelConfigAdmin(admin.ModelAdmin):
             path("<path:object_id>/diff/", wrap(self.diff_view), name=f"{prefix}_diff"),
             path("<path:object_id>/preview/", wrap(self.preview_view), name=f"{prefix}_preview"),
             path("<path:object_id>/reset/", wrap(self.reset_view), name=f"{prefix}_reset"),
+            path("<path:object_id>/canary/start/", wrap(self.canary_start_view), name=f"{prefix}_canary_start"),
+            path("<path:object_id>/canary/promote/", wrap(self.canary_promote_view), name=f"{prefix}_canary_promote"),
+            path("<path:object_id>/canary/stop/", wrap(self.canary_stop_view), name=f"{prefix}_canary_stop"),
             path(
                 "<path:object_id>/versions/<int:number>/activate/",
                 wrap(self.activate_view),
@@ -233,7 +254,14 @@ class ModelConfigAdmin(admin.ModelAdmin):
         obj = self._get_allowed(request, object_id, write=True)
         try:
             base, check = self._posted_base(request)
-            services.activate_version(obj.slug, number, base_version=base, check_base=check)
+            services.activate_version(
+                obj.slug,
+                number,
+                base_version=base,
+                check_base=check,
+                actor=request.user,
+                comment=request.POST.get("comment", ""),
+            )
         except services.ConfigError as exc:
             messages.error(request, str(exc))
         else:
@@ -247,14 +275,59 @@ class ModelConfigAdmin(admin.ModelAdmin):
         comment = request.POST.get("comment", "").strip() or services.RESET_COMMENT
         try:
             base, check = self._posted_base(request)
-            version = services.reset_to_defaults(
+            saved = services.reset_to_defaults(
                 obj.slug, author=request.user, comment=comment, base_version=base, check_base=check
             )
         except services.ConfigError as exc:
             messages.error(request, str(exc))
         else:
-            messages.success(request, f"Saved the code defaults as {obj.slug} v{version.number}.")
+            number = saved.version.number
+            if saved.created:
+                messages.success(request, f"Saved the code defaults as {obj.slug} v{number}.")
+            else:
+                messages.info(request, f"Nothing changed: the code defaults are active already (v{number}).")
         return HttpResponseRedirect(self._url("change", obj))
+
+    # --- canary (docs/architecture.md#canary) ---------------------------------------------------------
+
+    def _canary_action(self, request: HttpRequest, object_id: str, act: Any) -> HttpResponse:
+        """Run one canary service with the posted comment; its refusal becomes a message on the page."""
+        obj = self._get_allowed(request, object_id, write=True)
+        try:
+            done = act(obj.slug, request.POST.get("canary_comment", ""))
+        except services.ConfigError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, done)
+        return HttpResponseRedirect(self._url("change", obj) + "#canary")
+
+    @method_decorator(require_POST)
+    def canary_start_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        def start(slug: str, comment: str) -> str:
+            number = version_number(request.POST.get("canary_version"))
+            if number is None:
+                raise services.ConfigError("Choose the candidate version.")
+            share = request.POST.get("canary_share", "")
+            row = canary.start_canary(slug, number, share, actor=request.user, comment=comment)
+            return f"Canary started: v{number} takes {row.canary_share} of the new jobs."
+
+        return self._canary_action(request, object_id, start)
+
+    @method_decorator(require_POST)
+    def canary_promote_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        def promote(slug: str, comment: str) -> str:
+            version = canary.promote_canary(slug, actor=request.user, comment=comment)
+            return f"v{version.number} is the active version now; the canary has ended."
+
+        return self._canary_action(request, object_id, promote)
+
+    @method_decorator(require_POST)
+    def canary_stop_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        def stop(slug: str, comment: str) -> str:
+            version = canary.stop_canary(slug, actor=request.user, comment=comment)
+            return f"Canary of v{version.number} stopped: every new job runs on the active version."
+
+        return self._canary_action(request, object_id, stop)
 
 
 def version_number(raw: str | None) -> int | None:

@@ -7,6 +7,8 @@ rollback moves the pointer to an older version and copies nothing, so history st
 
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -34,6 +36,25 @@ def clean_comment(value: str | None) -> str:
     if len(comment) > COMMENT_MAX_LENGTH:
         raise PydanticKnownError("string_too_long", {"max_length": COMMENT_MAX_LENGTH})
     return reject_nul(comment)
+
+
+SHARE_PLACES = Decimal("0.001")  # ModelConfig.canary_share keeps three decimal places
+
+
+def clean_share(value: Decimal | float | str) -> Decimal:
+    """A canary's traffic share: more than 0, at most 1, to a thousandth; the one rule the admin, the API
+    and `canary.start_canary` apply. 0 is refused (that is no canary: stop it instead); 1 sends every new
+    job to the candidate while the active version stays ready to fall back to. Errors are pydantic's, as
+    in `clean_comment`."""
+    try:
+        share = Decimal(str(value)).quantize(SHARE_PLACES)
+    except (InvalidOperation, ValueError):
+        raise PydanticCustomError("decimal_parsing", "The share must be a number from 0 to 1.") from None
+    if not share.is_finite() or not Decimal(0) < share <= 1:
+        raise PydanticCustomError(
+            "share_range", "The share must be more than 0 and at most 1 (to a thousandth); stop the canary for 0."
+        )
+    return share
 
 
 class ModelConfig(models.Model):

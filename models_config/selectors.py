@@ -1,18 +1,23 @@
 """Reads of the stored configuration, and the cached `get_active_config` on every job's path.
 
 The cache is per process. An entry is trusted for `MODELS_CONFIG_CACHE_SECONDS` (1 s by default);
-after that one cheap query compares the active version id, and only a change loads the version.
+after that one cheap query compares the row's pointers, and only a change loads a version.
 So a steady-state read costs no query and an activation anywhere is seen everywhere within about
 a second, with no shared cache or message bus to run. A write in this process invalidates at once.
+The same entry holds the canary's candidate and share, so `config_for_job` costs no more
+(docs/architecture.md#canary).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Literal
 
 from django.conf import settings
@@ -28,6 +33,9 @@ from .schemas import MAX_PROMPT_CHARS_CONTEXT, StagingConfig, describe_errors, f
 logger = logging.getLogger(__name__)
 
 
+Arm = Literal["active", "candidate"]  # the values of staging.models.Arm, which models_config may not import
+
+
 @dataclass(frozen=True)
 class ActiveConfig:
     """The config a job should use, and where it came from (recorded on every attempt)."""
@@ -38,11 +46,25 @@ class ActiveConfig:
     version_number: int | None = None
     source: Literal["stored", "defaults"] = "defaults"
     reason: str = ""  # why the defaults are used, when they are
+    arm: Arm = "active"  # which pointer it came from (docs/architecture.md#canary)
+
+
+@dataclass(frozen=True)
+class Pointers:
+    """What a model runs now: the active config and, while a canary runs, the candidate and its share.
+
+    `key` is the row as read (active id, candidate id, share): the cache's cheap recheck compares it.
+    """
+
+    active: ActiveConfig
+    candidate: ActiveConfig | None = None
+    share: Decimal = Decimal(0)
+    key: tuple[Any, ...] | None = None
 
 
 @dataclass
 class _Entry:
-    value: ActiveConfig
+    value: Pointers
     checked_at: float
 
 
@@ -65,6 +87,34 @@ def get_active_config(slug: str) -> ActiveConfig:
     Unknown slugs raise `UnknownModelError`: that is a caller's bug, not a config problem. When the
     database fails and a config is cached, the last good config is kept rather than the defaults.
     """
+    return get_pointers(slug).active
+
+
+def config_for_job(slug: str, job_uid: uuid.UUID | str) -> ActiveConfig:
+    """The config a new attempt of the job `job_uid` uses: the candidate's when the canary takes the job
+    (`arm_for`), else the active one. The same job gets the same arm for as long as the canary runs."""
+    pointers = get_pointers(slug)
+    if pointers.candidate is not None and arm_for(job_uid, pointers.share) == "candidate":
+        return pointers.candidate
+    return pointers.active
+
+
+def canary_bucket(job_uid: uuid.UUID | str) -> float:
+    """Where a job falls in [0, 1): from a hash of its uid alone, so every process, every retry and every
+    reprocess of the job computes the same number (Python's own `hash` is salted per process)."""
+    digest = hashlib.sha256(uuid.UUID(str(job_uid)).bytes).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def arm_for(job_uid: uuid.UUID | str, share: Decimal) -> Arm:
+    """The candidate takes the jobs whose bucket lies below its share (docs/architecture.md#canary)."""
+    return "candidate" if share > 0 and canary_bucket(job_uid) < share else "active"
+
+
+def get_pointers(slug: str) -> Pointers:
+    """The cached `Pointers` of `slug`: trusted for MODELS_CONFIG_CACHE_SECONDS, then one cheap query of the
+    row's pointers and share, and only a change loads versions. A canary started, promoted or stopped
+    anywhere is seen within about a second, like an activation."""
     spec = get_spec(slug)
     now = time.monotonic()
     entry = _cache.get(slug)
@@ -72,40 +122,61 @@ def get_active_config(slug: str) -> ActiveConfig:
         return entry.value
 
     try:
-        active_id = ModelConfig.objects.filter(slug=slug).values_list("active_version_id", flat=True).first()
-        if entry and entry.value.version_id is not None and entry.value.version_id == active_id:
+        key = (
+            ModelConfig.objects.filter(slug=slug)
+            .values_list("active_version_id", "candidate_version_id", "canary_share")
+            .first()
+        )
+        if entry and entry.value.active.version_id is not None and entry.value.key == key:
             value = entry.value
         else:
-            value = _load(slug, active_id)
+            value = _load_pointers(slug, key)
     except DatabaseError as exc:
         reason = f"database error: {exc.__class__.__name__}: {exc}".strip()
-        if entry and entry.value.source == "stored":
-            logger.warning("Config for %s: %s; keeping cached v%s", slug, reason, entry.value.version_number)
+        if entry and entry.value.active.source == "stored":
+            logger.warning("Config for %s: %s; keeping cached v%s", slug, reason, entry.value.active.version_number)
             value = entry.value
         else:
-            value = _defaults(slug, reason)
+            value = Pointers(active=_defaults(slug, reason))
     except Exception:  # never let a config read break a job
         logger.exception("Config for %s: unexpected error; using code defaults", slug)
-        value = ActiveConfig(slug=slug, config=spec.default_config(), reason="unexpected error")
+        value = Pointers(active=ActiveConfig(slug=slug, config=spec.default_config(), reason="unexpected error"))
 
     with _lock:
         _cache[slug] = _Entry(value=value, checked_at=now)
     return value
 
 
-def _load(slug: str, active_id: int | None) -> ActiveConfig:
-    if active_id is None:
+def _load_pointers(slug: str, key: tuple[Any, ...] | None) -> Pointers:
+    active_id, candidate_id, share = key if key is not None else (None, None, Decimal(0))
+    active = _load(slug, active_id)
+    if candidate_id is None:
+        return Pointers(active=active, key=key)
+    candidate = _load(slug, candidate_id, arm="candidate")
+    if candidate.source != "stored":  # a broken candidate takes no jobs: they stay on the active version
+        logger.warning("Canary of %s: %s; every job stays on the active version", slug, candidate.reason)
+        return Pointers(active=active, key=key)
+    return Pointers(active=active, candidate=candidate, share=Decimal(share), key=key)
+
+
+def _load(slug: str, version_id: int | None, arm: Arm = "active") -> ActiveConfig:
+    if version_id is None:
         return _defaults(slug, "no stored configuration")
-    version = ModelConfigVersion.objects.filter(pk=active_id).values("number", "config").first()
+    version = ModelConfigVersion.objects.filter(pk=version_id).values("number", "config").first()
     if version is None:
-        return _defaults(slug, "the active version is missing")
+        return _defaults(slug, f"the {arm} version is missing")
     try:
         config = get_spec(slug).config_schema.model_validate(version["config"])
     except ValidationError as exc:
         problems = describe_errors(exc.errors())
         return _defaults(slug, f"stored v{version['number']} no longer validates ({problems})")
     return ActiveConfig(
-        slug=slug, config=config, version_id=active_id, version_number=version["number"], source="stored"
+        slug=slug,
+        config=config,
+        version_id=version_id,
+        version_number=version["number"],
+        source="stored",
+        arm=arm,
     )
 
 

@@ -1,13 +1,15 @@
 """Writes to the stored configuration. Admin, API and commands call these; none write rows themselves.
 
-Every change of an active version goes through `_activate`, which also tells this process's config
-cache at commit time; other processes notice within `MODELS_CONFIG_CACHE_SECONDS` (see selectors).
+Every move of a pointer goes through `point_at`, which records its audit event in the same transaction
+and tells this process's config cache at commit time; other processes notice within
+`MODELS_CONFIG_CACHE_SECONDS` (see selectors). The canary's own writes are in `canary.py`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -52,6 +54,15 @@ class ConfigValidationError(ConfigError):
         cls, exc: ValidationError, *, loc_prefix: tuple[str | int, ...] | None = ("config",)
     ) -> ConfigValidationError:
         return cls(field_errors(exc), loc_prefix=loc_prefix)
+
+
+@dataclass(frozen=True)
+class Saved:
+    """What a save did: `created` is False when the config equalled the active one, so `version` is that
+    active version and nothing was stored (docs/architecture.md#no-op-saves)."""
+
+    version: ModelConfigVersion
+    created: bool
 
 
 class UnknownVersionError(ConfigError, LookupError):
@@ -116,12 +127,18 @@ def ensure_config_rows(using: str = DEFAULT_DB_ALIAS) -> list[str]:
             row, _ = ModelConfig.objects.using(using).select_for_update().get_or_create(slug=slug)
             if row.active_version_id is None and not row.versions.exists():
                 defaults = spec.default_config().model_dump(mode="json")
-                _create_version(row, defaults, author=None, comment=INITIAL_COMMENT)
+                _create_version(row, defaults, ConfigEvent.Kind.SAVE, author=None, comment=INITIAL_COMMENT)
                 created.append(slug)
     return created
 
 
-def save_version(
+def save_version(slug: str, config: Mapping[str, Any], **options: Any) -> ModelConfigVersion:
+    """`store_config` (same options) for a caller that does not need to know whether anything was stored:
+    the version jobs use afterwards."""
+    return store_config(slug, config, **options).version
+
+
+def store_config(
     slug: str,
     config: Mapping[str, Any],
     *,
@@ -129,21 +146,31 @@ def save_version(
     comment: str,
     base_version: int | None = None,
     check_base: bool = False,
-) -> ModelConfigVersion:
-    """Store `config` as the next version of `slug` and activate it.
+    kind: ConfigEvent.Kind = ConfigEvent.Kind.SAVE,
+) -> Saved:
+    """Store `config` as the next version of `slug` and activate it, unless it equals the active config.
 
+    An identical config creates no version and no event (`Saved.created` False): a version that changes
+    nothing would only bury the real changes in the history (docs/architecture.md#no-op-saves).
     With `check_base`, refuse (VersionConflictError) unless the active version is still `base_version`,
     so two people editing at once never silently overwrite each other.
     """
-    try:
-        comment = clean_comment(comment)
-    except (PydanticCustomError, PydanticKnownError) as exc:
-        raise ConfigValidationError([{"loc": ["comment"], "msg": str(exc), "type": exc.type}], loc_prefix=()) from None
+    comment = checked_comment(comment)
     normalised = validate_config(slug, config)
     with transaction.atomic():
-        row = _lock_row(slug)
+        row = lock_row(slug)
         _check_base(row, base_version, check_base)
-        return _create_version(row, normalised, author=author, comment=comment)
+        if row.active_version_id and row.active_version.config == normalised:
+            return Saved(row.active_version, created=False)
+        return Saved(_create_version(row, normalised, kind, author=author, comment=comment), created=True)
+
+
+def checked_comment(comment: str) -> str:
+    """`clean_comment`, its refusal as a 422 on the request's `comment`."""
+    try:
+        return clean_comment(comment)
+    except (PydanticCustomError, PydanticKnownError) as exc:
+        raise ConfigValidationError([{"loc": ["comment"], "msg": str(exc), "type": exc.type}], loc_prefix=()) from None
 
 
 def merge_patch(target: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
@@ -168,17 +195,17 @@ def patch_version(
     comment: str,
     base_version: int | None = None,
     check_base: bool = False,
-) -> ModelConfigVersion:
+) -> Saved:
     """Save the active config with `patch` merged in (`merge_patch`) as the next version: a change of a
-    few keys, without restating (or silently resetting) the others. Same checks as `save_version`."""
+    few keys, without restating (or silently resetting) the others. Same checks as `store_config`."""
     with transaction.atomic():
-        row = _lock_row(slug)  # held until the save: nobody changes the config between read and write
+        row = lock_row(slug)  # held until the save: nobody changes the config between read and write
         current = (
             row.active_version.config
             if row.active_version_id
             else get_spec(slug).default_config().model_dump(mode="json")
         )
-        return save_version(
+        return store_config(
             slug,
             merge_patch(current, patch),
             author=author,
@@ -188,20 +215,30 @@ def patch_version(
         )
 
 
-def activate_version(slug: str, number: int, *, base_version: int | None = None, check_base: bool = False):
+def activate_version(
+    slug: str,
+    number: int,
+    *,
+    base_version: int | None = None,
+    check_base: bool = False,
+    actor: AbstractBaseUser | None = None,
+    comment: str = "",
+) -> ModelConfigVersion:
     """Make an existing version active again (rollback). Copies nothing: history stays linear.
 
     A version that no longer validates against today's schema is refused, since activating it
-    would only make every job fall back to the code defaults.
+    would only make every job fall back to the code defaults. Activating the canary's candidate is
+    promoting it (docs/architecture.md#canary). The comment is optional here (a rollback is often urgent).
     """
+    comment = checked_comment(comment) if (comment or "").strip() else ""
     with transaction.atomic():
-        row = _lock_row(slug)
+        row = lock_row(slug)
         version = row.versions.filter(number=number).first()
         if version is None:
             raise UnknownVersionError(slug, number)
         _check_base(row, base_version, check_base)
         validate_config(slug, version.config, loc_prefix=None)  # stored: nothing the caller sent is wrong
-        _activate(row, version)
+        point_at(row, version, ConfigEvent.Kind.ACTIVATE, actor=actor, comment=comment)
         return version
 
 
@@ -212,16 +249,18 @@ def reset_to_defaults(
     comment: str = RESET_COMMENT,
     base_version: int | None = None,
     check_base: bool = False,
-) -> ModelConfigVersion:
-    """Save the code defaults as a new version: a reset is history too, and as conflict-checked as a save."""
+) -> Saved:
+    """Save the code defaults as a new version: a reset is history too, and as conflict-checked as a save.
+    When the defaults are what is active already, nothing is stored (`Saved.created` False)."""
     defaults = get_spec(slug).default_config().model_dump(mode="json")
-    return save_version(
+    return store_config(
         slug,
         defaults,
         author=author,
         comment=comment or RESET_COMMENT,
         base_version=base_version,
         check_base=check_base,
+        kind=ConfigEvent.Kind.RESET,
     )
 
 
@@ -231,24 +270,55 @@ def _check_base(row: ModelConfig, base_version: int | None, check_base: bool) ->
         raise VersionConflictError(row.slug, base_version, active, row.active_version)
 
 
-def _lock_row(slug: str) -> ModelConfig:
+def lock_row(slug: str) -> ModelConfig:
+    """The model's config row, locked until the transaction ends: every pointer change holds it."""
     get_spec(slug)  # unknown slugs fail with the list of known ones
     row, _ = ModelConfig.objects.select_for_update().get_or_create(slug=slug)
     return row
 
 
-def _create_version(row: ModelConfig, config: dict[str, Any], *, author, comment: str) -> ModelConfigVersion:
+def _create_version(
+    row: ModelConfig, config: dict[str, Any], kind: ConfigEvent.Kind, *, author, comment: str
+) -> ModelConfigVersion:
     last = row.versions.aggregate(last=Max("number"))["last"] or 0
     version = row.versions.create(number=last + 1, config=config, author=author, comment=comment)
-    _activate(row, version)
+    point_at(row, version, kind, actor=author, comment=comment)
     return version
 
 
-def _activate(row: ModelConfig, version: ModelConfigVersion) -> None:
+def point_at(
+    row: ModelConfig,
+    version: ModelConfigVersion,
+    kind: ConfigEvent.Kind,
+    *,
+    actor: AbstractBaseUser | None,
+    comment: str,
+) -> ConfigEvent:
+    """Make `version` the active one (the row is locked by the caller) and record why.
+
+    A running canary ends here: activating its candidate is promoting it; any other save, activation or
+    reset stops it (the candidate was being compared with a baseline that is gone), with its own event
+    (docs/architecture.md#canary).
+    """
+    candidate = row.candidate_version
+    if candidate is not None and candidate.pk == version.pk:
+        kind = ConfigEvent.Kind.CANARY_PROMOTE
+    elif candidate is not None:
+        record_event(
+            row,
+            ConfigEvent.Kind.CANARY_STOP,
+            actor=actor,
+            comment=f"Stopped because v{version.number} became active ({ConfigEvent.Kind(kind).label}).",
+            version=candidate,
+            data={"share": str(row.canary_share)},
+        )
     row.active_version = version
-    row.save(update_fields=["active_version", "updated_at"])
+    row.candidate_version = None
+    row.canary_share = 0
+    row.save(update_fields=["active_version", "candidate_version", "canary_share", "updated_at"])
     logger.info("Activated %s v%s", row.slug, version.number)
     transaction.on_commit(lambda: selectors.invalidate(row.slug))
+    return record_event(row, kind, actor=actor, comment=comment, version=version)
 
 
 def record_event(
@@ -262,7 +332,7 @@ def record_event(
 ) -> ConfigEvent:
     """Append one audit event (docs/architecture.md#audit). Call it inside the transaction that makes
     the change, so a change and its event are stored together or not at all."""
-    event = ConfigEvent.objects.create(
+    event = ConfigEvent.objects.db_manager(row._state.db).create(
         model_config=row,
         kind=kind,
         actor=actor if actor is not None and actor.is_authenticated else None,
@@ -304,7 +374,7 @@ def set_daily_spend_limit(
     if errors:
         raise ConfigValidationError(errors, loc_prefix=())
     with transaction.atomic():
-        row = _lock_row(slug)
+        row = lock_row(slug)
         old = row.daily_spend_limit
         row.daily_spend_limit = limit
         row.save(update_fields=["daily_spend_limit", "updated_at"])

@@ -114,7 +114,7 @@ class AttemptInline(admin.StackedInline):
     ordering = ("-number",)
     fields = (
         ("number", "state", "replicate_status", "prediction_id"),
-        ("config_version", "config_source"),
+        ("config_version", "config_source", "arm"),
         "input_pretty",
         ("error", "error_class"),
         ("created_at", "submitted_at", "finished_at", "next_retry_at", "deadline"),
@@ -127,6 +127,7 @@ class AttemptInline(admin.StackedInline):
         "prediction_id",
         "config_version",
         "config_source",
+        "arm",
         "input_pretty",
         "error",
         "error_class",

@@ -145,6 +145,7 @@ def _attempt_out(request: HttpRequest, attempt: Attempt, chosen_id: int | None =
         "held_at": attempt.held_at,
         "config_version": attempt.config_version.number if attempt.config_version_id else None,
         "config_source": attempt.config_source,
+        "arm": attempt.arm,
         "prediction_id": attempt.prediction_id,
         "predict_time": attempt.predict_time,
         "cost": float(attempt.cost) if attempt.cost is not None else None,

@@ -29,6 +29,7 @@ class VersionMetrics:
     """One config version's figures (`version` None: attempts that ran on the code defaults)."""
 
     version: int | None
+    arm: str  # Arm: the same version run as the canary's candidate and as the active one is two rows
     attempts: int
     succeeded: int
     failed_transient: int
@@ -76,10 +77,11 @@ def percentile(values: QuerySet, q: float) -> float | None:
 
 
 def by_version(slug: str, since: datetime | None = None, until: datetime | None = None) -> list[VersionMetrics]:
-    """Figures per config version of `slug`, newest version first, each compared with the one before."""
+    """Figures per config version and arm of `slug`, newest version first (its active arm before its
+    candidate arm, side by side), each compared with the version before (docs/architecture.md#canary)."""
     attempts = attempts_of(slug, since, until)
     rows = (
-        attempts.values("config_version__number")
+        attempts.values("config_version__number", "arm")
         .annotate(
             attempts=Count("pk"),
             succeeded=Count("pk", filter=Q(state=S.SUCCEEDED)),
@@ -88,18 +90,20 @@ def by_version(slug: str, since: datetime | None = None, until: datetime | None 
             canceled=Count("pk", filter=Q(state=S.CANCELED)),
             cost=Sum("cost"),
         )
-        .order_by("-config_version__number")
+        .order_by("-config_version__number", "arm")
     )
-    images = dict(
-        StagedImage.objects.filter(attempt__in=attempts)
-        .values("attempt__config_version__number")
+    images = {
+        (number, arm): n
+        for number, arm, n in StagedImage.objects.filter(attempt__in=attempts)
+        .values("attempt__config_version__number", "attempt__arm")
         .annotate(n=Count("pk"))
-        .values_list("attempt__config_version__number", "n")
-    )
+        .values_list("attempt__config_version__number", "attempt__arm", "n")
+    }
     result = []
     for row in rows:
-        number = row["config_version__number"]
+        number, arm = row["config_version__number"], row["arm"]
         mine = attempts.filter(config_version__number=number) if number else attempts.filter(config_version=None)
+        mine = mine.filter(arm=arm)
         predict = mine.annotate(value=F("predict_time"))
         end_to_end = mine.filter(state=S.SUCCEEDED).annotate(
             value=ExpressionWrapper(F("finished_at") - F("job__created_at"), output_field=DurationField())
@@ -107,6 +111,7 @@ def by_version(slug: str, since: datetime | None = None, until: datetime | None 
         result.append(
             VersionMetrics(
                 version=number,
+                arm=arm,
                 attempts=row["attempts"],
                 succeeded=row["succeeded"],
                 failed_transient=row["failed_transient"],
@@ -117,7 +122,7 @@ def by_version(slug: str, since: datetime | None = None, until: datetime | None 
                 - row["failed_transient"]
                 - row["failed_permanent"]
                 - row["canceled"],
-                images=images.get(number, 0),
+                images=images.get((number, arm), 0),
                 cost=(row["cost"] or Decimal("0")).quantize(CENT_HUNDREDTHS),
                 predict_p50=percentile(predict, 0.50),
                 predict_p95=percentile(predict, 0.95),
@@ -125,6 +130,6 @@ def by_version(slug: str, since: datetime | None = None, until: datetime | None 
                 end_to_end_p95=percentile(end_to_end, 0.95),
             )
         )
-    numbered = [m for m in result if m.version is not None]
-    previous = {m.version: older.version for m, older in pairwise(numbered)}
+    numbered = list(dict.fromkeys(m.version for m in result if m.version is not None))  # newest first, once
+    previous = dict(pairwise(numbered))
     return [replace(m, compared_with=previous.get(m.version)) for m in result]

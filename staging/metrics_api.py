@@ -23,6 +23,7 @@ router = Router(tags=["model configuration"])
 
 class VersionMetricsOut(Schema):
     version: int | None = Field(description="The config version; null for attempts that ran on the code defaults.")
+    arm: str = Field(description="'active' or 'candidate' (a canary): a version run on both arms is two rows.")
     attempts: int
     succeeded: int
     failed_transient: int
@@ -47,7 +48,8 @@ class VersionMetricsOut(Schema):
 def version_metrics(
     request: HttpRequest, slug: str, since: datetime | None = None, until: datetime | None = None
 ) -> list[dict]:
-    """Attempts created in [since, until), grouped by the config version they used, newest first."""
+    """Attempts created in [since, until), grouped by the config version and canary arm they used, newest
+    version first."""
     require_perm(request, *VIEW_PERMS)
     return [
         {**figures.__dict__, "success_rate": figures.success_rate}

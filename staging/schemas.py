@@ -127,6 +127,7 @@ class AttemptOut(Schema):
     held_at: datetime | None = None
     config_version: int | None = Field(description="The config version number used; null for code defaults.")
     config_source: str
+    arm: str = Field(description="'active', or 'candidate' when a canary sent the job to its candidate version.")
     prediction_id: str | None
     predict_time: float | None
     cost: float | None = Field(description="USD, known once the attempt succeeded.")

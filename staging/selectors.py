@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,7 +15,7 @@ from api.auth import holds
 from models_config.builders import StagingRequest
 from models_config.registry import get_spec
 from models_config.schemas import StagingConfig
-from models_config.selectors import ActiveConfig, get_active_config, stored_config
+from models_config.selectors import ActiveConfig, config_for_job, get_active_config, stored_config
 
 from .errors import OutputNotFound
 from .models import Attempt, StagedImage, StagingJob
@@ -130,21 +131,31 @@ def attempt_by_token(token: str) -> Attempt | None:
 
 @dataclass(frozen=True)
 class ResolvedInput:
-    active: ActiveConfig  # the stored config it started from (its version is recorded on the attempt)
+    active: ActiveConfig  # the stored config it started from (its version and arm are recorded on the attempt)
     config: StagingConfig  # after the override
     input: dict[str, Any]  # the exact Replicate input
 
 
 def resolve_config(
-    slug: str, override: Mapping[str, Any] | None, version_id: int | None = None
+    slug: str,
+    override: Mapping[str, Any] | None,
+    version_id: int | None = None,
+    job_uid: uuid.UUID | None = None,
 ) -> tuple[ActiveConfig, StagingConfig]:
-    """The config a new attempt uses now: `override` > active stored version > code defaults.
+    """The config a new attempt uses now: `override` > the stored version > code defaults.
 
-    `version_id` pins a stored version in place of the active one (an attempt's `pinned_version`, see
-    docs/architecture.md#reprocessing). Raises pydantic's `ValidationError` when the override (or the
-    pinned version) does not fit the model's schema.
+    The stored version is the pinned one when `version_id` is given (an attempt's `pinned_version`, see
+    docs/architecture.md#reprocessing); else, with `job_uid`, the one of the job's canary arm
+    (`config_for_job`: a running canary may put the job on its candidate); else the active one (a job not
+    created yet). Raises pydantic's `ValidationError` when the override (or the pinned version) does not
+    fit the model's schema.
     """
-    active = get_active_config(slug) if version_id is None else stored_config(slug, version_id)
+    if version_id is not None:
+        active = stored_config(slug, version_id)
+    elif job_uid is not None:
+        active = config_for_job(slug, job_uid)
+    else:
+        active = get_active_config(slug)
     return active, get_spec(slug).resolve_config(active.config.model_dump(mode="json"), override)
 
 
@@ -153,10 +164,11 @@ def resolve_input(
 ) -> ResolvedInput:
     """The input a new attempt of `job` sends now; `override` None means the job's own override.
 
-    One function for the real submit and for `reprocess --dry-run`, so a dry run shows what would be sent.
+    One function for the real submit and for `reprocess --dry-run`, so a dry run shows what would be sent,
+    on the job's canary arm (docs/architecture.md#canary).
     """
     layer = job.config_override if override is None else override
-    active, config = resolve_config(job.model_slug, layer, version_id)
+    active, config = resolve_config(job.model_slug, layer, version_id, job.uid)
     request = StagingRequest(image_url, job.room_type, job.style, job.instructions, job.seed)
     return ResolvedInput(active, config, get_spec(job.model_slug).build_input(request, config))
 

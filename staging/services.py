@@ -49,7 +49,7 @@ from .errors import (
     clamp_wait,
 )
 from .gateway import Prediction
-from .models import Attempt, ConfigSource, Listing, StagingJob
+from .models import Arm, Attempt, ConfigSource, Listing, StagingJob
 from .queue import enqueue, enqueue_at
 from .transitions import Adoption
 
@@ -369,6 +369,7 @@ def submit_attempt(attempt_id: int) -> None:
         config=resolved.config.model_dump(mode="json"),
         source=source,
         model_input=resolved.input,
+        arm=Arm(resolved.active.arm),
     )
     if not recorded:
         logger.info("Attempt %s ended before its create; nothing sent", attempt_id)

@@ -34,7 +34,7 @@ from django.utils import timezone
 from . import ledger, storage
 from .errors import DATA_REMOVED_MESSAGE, PERMANENT, TRANSIENT, clamp_wait, classify_prediction_error
 from .gateway import Prediction, PredictionStatus
-from .models import Attempt, ConfigSource
+from .models import Arm, Attempt, ConfigSource
 from .queue import enqueue, enqueue_at
 
 logger = logging.getLogger(__name__)
@@ -164,6 +164,7 @@ def record_input(
     config: dict[str, Any],
     source: ConfigSource,
     model_input: dict[str, Any],
+    arm: Arm = Arm.ACTIVE,
 ) -> bool:
     """Record what the attempt is about to send, before the create (reconcile recognises it by this).
 
@@ -172,7 +173,7 @@ def record_input(
     """
     return bool(
         Attempt.objects.filter(pk=attempt_id, state=S.SUBMITTING, prediction_id__isnull=True).update(
-            config_version_id=version_id, config=config, config_source=source, input=model_input
+            config_version_id=version_id, config=config, config_source=source, input=model_input, arm=arm
         )
     )
 

@@ -14,6 +14,7 @@ from pydantic_core import PydanticCustomError, PydanticKnownError
 from models_config import services
 from models_config.forms import ModelConfigForm
 from models_config.models import COMMENT_MAX_LENGTH, ModelConfig, ModelConfigVersion, clean_comment
+from tests.fixtures.config_rows import changed_config
 
 SLUG = "qwen-image-edit"
 REFUSED = [
@@ -41,7 +42,8 @@ def versions() -> list[str]:
 def via_api(editor: User, comment: str) -> tuple[bool, object]:
     client = Client()
     client.force_login(editor)
-    body = {"config": {}, "comment": comment, "base_version": ModelConfig.objects.get(slug=SLUG).active_version.number}
+    base = ModelConfig.objects.get(slug=SLUG).active_version.number
+    body = {"config": changed_config(SLUG), "comment": comment, "base_version": base}
     response = client.put(f"/api/v1/admin/models/{SLUG}/config", json.dumps(body), "application/json")
     if response.status_code == 201:
         return True, None
@@ -55,8 +57,8 @@ def via_admin(editor: User, comment: str) -> tuple[bool, object]:
     client = Client()
     client.force_login(editor)
     row = ModelConfig.objects.get(slug=SLUG)
-    config = services.get_spec(SLUG).default_config().model_dump(mode="json")
-    data = {"config": json.dumps(config), "comment": comment, "base_version": str(row.active_version.number)}
+    config = json.dumps(changed_config(SLUG))
+    data = {"config": config, "comment": comment, "base_version": str(row.active_version.number)}
     response = client.post(f"/admin/models_config/modelconfig/{row.pk}/change/", data)
     if response.status_code == 302:
         return True, None
@@ -67,7 +69,7 @@ def via_admin(editor: User, comment: str) -> tuple[bool, object]:
 
 def via_service(editor: User, comment: str) -> tuple[bool, object]:
     try:
-        services.save_version(SLUG, {}, author=editor, comment=comment)
+        services.save_version(SLUG, changed_config(SLUG), author=editor, comment=comment)
     except services.ConfigValidationError as exc:
         (error,) = exc.errors
         assert error["loc"] == ["comment"] and exc.loc_prefix == ()

@@ -28,6 +28,7 @@ from api.errors import body_too_big_detail
 from api.root import api
 from api.services import UnknownTokenError
 from models_config import services
+from models_config.canary import NoCanaryError
 from models_config.models import ModelConfigVersion
 from models_config.registry import REGISTRY, UnknownModelError
 from models_config.schemas import QwenImageEditConfig, field_errors
@@ -40,6 +41,7 @@ from staging.errors import (
     ReplicateNotConfigured,
 )
 from staging.fetch import FetchRefused
+from tests.fixtures.config_rows import changed_config
 
 SLUG = "qwen-image-edit"
 KNOWN = ", ".join(REGISTRY)
@@ -82,6 +84,7 @@ CASES = [
     pytest.param(UnknownTokenError("No API token 7."), 404, {"detail": "No API token 7."}, id="token"),
     pytest.param(PermissionDenied(), 403, {"detail": "Permission denied."}, id="denied"),
     pytest.param(JobBusyError("Job 3 is still processing."), 409, {"detail": "Job 3 is still processing."}, id="busy"),
+    pytest.param(NoCanaryError(SLUG), 409, {"detail": str(NoCanaryError(SLUG))}, id="canary"),
     pytest.param(
         services.VersionConflictError(SLUG, 1, None),
         409,
@@ -196,7 +199,7 @@ def test_an_unusable_photo_points_at_the_field_that_carried_it() -> None:
 def test_a_conflict_names_who_made_the_active_version_and_why() -> None:
     services.ensure_config_rows()
     author = User.objects.create_user("ada")
-    services.save_version(SLUG, {}, author=author, comment="warmer light")
+    services.save_version(SLUG, changed_config(SLUG), author=author, comment="warmer light")
     with pytest.raises(services.VersionConflictError) as info:
         services.save_version(SLUG, {}, author=author, comment="late", base_version=1, check_base=True)
     status, body = answer(info.value)
@@ -239,7 +242,7 @@ def test_a_service_refusal_reaches_the_client_as_mapped(root_client, monkeypatch
     def refuse(*args, **kwargs):
         raise services.ConfigError("The config store is read-only today.")
 
-    monkeypatch.setattr(services, "save_version", refuse)
+    monkeypatch.setattr(services, "store_config", refuse)
     body = {"config": {}, "comment": "try", "base_version": 1}
     response = root_client.put(f"/api/v1/admin/models/{SLUG}/config", json.dumps(body), "application/json")
     item = {"loc": [], "msg": "The config store is read-only today.", "type": "value_error"}
@@ -247,7 +250,7 @@ def test_a_service_refusal_reaches_the_client_as_mapped(root_client, monkeypatch
 
 
 def test_activating_a_version_that_no_longer_validates_is_422_with_a_list_like_the_rest(root_client) -> None:
-    services.save_version(SLUG, {}, author=None, comment="v2")
+    services.save_version(SLUG, changed_config(SLUG), author=None, comment="v2")
     ModelConfigVersion.objects.filter(model_config__slug=SLUG, number=1).update(config={"output_quality": 999})
     response = root_client.generic("POST", f"/api/v1/admin/models/{SLUG}/config/versions/1/activate")
     assert response.status_code == 422

@@ -20,6 +20,7 @@ from django.test import Client
 from models_config import services as config_services
 from models_config.models import ModelConfigVersion
 from staging.models import Attempt, StagingJob
+from tests.fixtures.config_rows import changed_config
 from tests.fixtures.photos import upload
 from tests.fixtures.users import logged_in, make_staff
 
@@ -185,7 +186,7 @@ def editor_session(db) -> Callable[..., Client]:
 
 
 def put_config(client: Client, **headers: str):
-    body = json.dumps({"config": {}, "comment": "from a browser", "base_version": 1})
+    body = json.dumps({"config": changed_config(SLUG), "comment": "from a browser", "base_version": 1})
     return client.put(CONFIG_URL, body, "application/json", headers=headers)
 
 

@@ -69,7 +69,7 @@ def test_change_form_renders_the_adapted_schema_and_active_config(rows, editor_c
     assert form.initial["base_version"] == 1
     html = response.content.decode()
     assert 'name="comment"' in html and 'name="_save"' in html
-    assert "Version history" in html and "Reset to defaults" in html
+    assert 'id="config-history"' in html and "Reset to defaults" in html and 'id="canary"' in html
 
 
 def test_invalid_post_shows_errors_under_inputs_and_stores_nothing(rows, editor_client: Client) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from django.contrib.auth.models import User
 
 from models_config import services
 from models_config.models import ModelConfig, ModelConfigVersion
+from tests.fixtures.config_rows import changed_config
 
 pytestmark = pytest.mark.browser
 
@@ -20,16 +23,21 @@ def page(browser_page):
     return browser_page
 
 
-def test_edit_config_in_the_browser(page, live_server) -> None:
-    services.ensure_config_rows()
+def open_config_page(page, live_server) -> ModelConfig:
+    """Log in as a new superuser "admin" and open the config page of SLUG; returns its row."""
     User.objects.create_superuser("admin", "admin@example.com", "pw-admin")
     row = ModelConfig.objects.get(slug=SLUG)
-
     page.goto(f"{live_server.url}/admin/login/")
     page.fill("#id_username", "admin")
     page.fill("#id_password", "pw-admin")
     page.click("input[type=submit]")
     page.goto(f"{live_server.url}/admin/models_config/modelconfig/{row.pk}/change/")
+    return row
+
+
+def test_edit_config_in_the_browser(page, live_server) -> None:
+    services.ensure_config_rows()
+    row = open_config_page(page, live_server)
     # the django-jsonform widget renders the schema's fields, with pydantic's titles and help texts
     quality = page.locator('input[name="rjf§output_quality"]')
     quality.wait_for()
@@ -71,3 +79,31 @@ def test_edit_config_in_the_browser(page, live_server) -> None:
 
     version = ModelConfig.objects.get(slug=SLUG).active_version
     assert (version.number, version.config["output_quality"], version.author.username) == (2, 80, "admin")
+
+
+def canary_row() -> ModelConfig:
+    return ModelConfig.objects.select_related("candidate_version", "active_version").get(slug=SLUG)
+
+
+def test_start_a_canary_and_promote_it_in_the_browser(page, live_server) -> None:
+    services.ensure_config_rows()
+    services.save_version(SLUG, changed_config(SLUG, "v2"), author=None, comment="v2 to try")
+    services.activate_version(SLUG, 1, comment="v1 stays active for now")
+    open_config_page(page, live_server)
+    start = page.locator("#canary-start")
+    start.locator('select[name="canary_version"]').select_option("2")
+    start.locator('input[name="canary_share"]').fill("0.3")
+    start.locator('input[name="canary_comment"]').fill("try v2 on 30%")
+    start.locator("button").click()
+    page.locator("#canary-status", has_text="v2 (candidate) takes 0.300").wait_for()
+    assert (canary_row().candidate_version.number, canary_row().canary_share) == (2, Decimal("0.300"))
+
+    promote = page.locator("#canary-promote")
+    promote.locator('input[name="canary_comment"]').fill("v2 wins")
+    page.once("dialog", lambda dialog: dialog.accept())  # "Make v2 the active version?"
+    promote.locator("button").click()
+    page.locator("#canary-status", has_text="No canary").wait_for()
+    assert (canary_row().active_version.number, canary_row().candidate_version) == (2, None)
+    promoted = page.locator('#config-history tr[data-kind="canary_promote"]')
+    assert "v2 wins" in promoted.inner_text() and "admin" in promoted.inner_text()
+    page.screenshot(path="/tmp/admin-canary.png", full_page=True)

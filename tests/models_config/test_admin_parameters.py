@@ -14,6 +14,7 @@ from django.test import Client
 from models_config import services
 from models_config.admin import version_number
 from models_config.models import ModelConfig, ModelConfigVersion
+from tests.fixtures.config_rows import changed_config
 
 from .conftest import SLUG
 
@@ -93,6 +94,7 @@ def test_a_posted_base_version_that_is_not_a_number_is_an_admin_message(
 
 @pytest.mark.parametrize("action", ["versions/1/activate/", "reset/"])
 def test_a_blank_base_version_means_no_check_as_before(rows, client_in_debug: Client, action: str) -> None:
+    services.save_version(SLUG, changed_config(SLUG), author=None, comment="a change to activate away or reset")
     response = client_in_debug.post(url(rows[SLUG], action), {"base_version": ""})
     assert response.status_code == 302
     [message] = list(get_messages(response.wsgi_request))

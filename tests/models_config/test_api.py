@@ -13,7 +13,7 @@ from api.services import create_api_token
 from models_config import services
 from models_config.forms import ModelConfigForm
 from models_config.models import ModelConfig, ModelConfigVersion
-from tests.fixtures.config_rows import forget_config_rows
+from tests.fixtures.config_rows import changed_config, forget_config_rows
 from tests.fixtures.users import logged_in
 
 from .conftest import SLUG
@@ -91,7 +91,7 @@ def test_invalid_put_is_422_in_ninjas_error_shape_and_stores_nothing(rows, edito
 
 
 def test_stale_base_version_is_409_naming_the_active_version(rows, editor, editor_client: Client) -> None:
-    services.save_version(SLUG, defaults(), author=editor, comment="meanwhile")
+    services.save_version(SLUG, changed_config(SLUG), author=editor, comment="meanwhile")
     response = put(editor_client, {"config": defaults(), "comment": "late", "base_version": 1})
     assert response.status_code == 409
     body = response.json()
@@ -165,7 +165,7 @@ def test_bearer_token_auth(rows, editor) -> None:
     client = Client(enforce_csrf_checks=True)  # tokens need no CSRF token
     response = put(
         client,
-        {"config": defaults(), "comment": "from a script", "base_version": 1},
+        {"config": changed_config(SLUG), "comment": "from a script", "base_version": 1},
         Authorization=f"Bearer {raw}",
     )
     assert response.status_code == 201, response.content
@@ -192,7 +192,7 @@ def test_token_of_inactive_user_is_401(rows, editor) -> None:
 
 def test_session_put_needs_csrf(rows, editor) -> None:
     client = logged_in(editor, enforce_csrf_checks=True)
-    body = {"config": defaults(), "comment": "x", "base_version": 1}
+    body = {"config": changed_config(SLUG), "comment": "x", "base_version": 1}
     response = put(client, body)
     assert response.status_code == 403 and "CSRF" in response.json()["detail"]
     assert versions() == 1

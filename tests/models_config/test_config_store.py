@@ -88,8 +88,9 @@ def test_rollback_activates_an_old_version_without_copying(staff):
 def test_reset_to_defaults_is_a_new_version(staff):
     services.ensure_config_rows()
     services.save_version(SLUG, {"prompt_upsampling": True}, author=staff, comment="upsample")
-    version = services.reset_to_defaults(SLUG, author=staff)
-    assert version.number == 3
+    saved = services.reset_to_defaults(SLUG, author=staff)
+    version = saved.version
+    assert saved.created and version.number == 3
     assert version.config == get_spec(SLUG).default_config().model_dump(mode="json")
 
 

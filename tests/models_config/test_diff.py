@@ -85,7 +85,7 @@ def test_branding_and_one_message_per_save(admin_client: Client, rows) -> None:
         },
         follow=True,
     )
-    assert [str(m) for m in saved.context["messages"]] == [f"Saved {SLUG} v2 and made it active."]
+    assert [str(m) for m in saved.context["messages"]] == ["Saved v2 and made it active."]
 
     refused = admin_client.post(
         url, {"config": json.dumps({**config, "output_quality": 500}), "comment": "x", "base_version": "2"}

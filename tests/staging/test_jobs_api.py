@@ -49,6 +49,7 @@ ATTEMPT_KEYS = {
     "held_at",
     "config_version",
     "config_source",
+    "arm",
     "prediction_id",
     "predict_time",
     "cost",
@@ -133,6 +134,7 @@ def test_upload_creates_a_job_that_ends_with_stored_outputs(pipeline, operator_c
     (attempt,) = job["attempts"]
     assert set(attempt) == ATTEMPT_KEYS
     assert attempt["state"] == "succeeded" and attempt["config_version"] == 1 and attempt["config_source"] == "override"
+    assert attempt["arm"] == "active"  # no canary runs
     assert attempt["cost"] > 0 and attempt["predict_time"] is not None and attempt["finished_at"]
     assert len(job["outputs"]) == 1
     output = job["outputs"][0]

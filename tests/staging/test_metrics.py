@@ -20,8 +20,8 @@ SLUG = "flux-kontext-pro"
 URL = f"/api/v1/admin/models/{SLUG}/config/metrics"
 
 
-def version(number: int):
-    return config_services.selectors.get_version(SLUG, number)
+def version(number: int, slug: str = SLUG):
+    return config_services.selectors.get_version(slug, number)
 
 
 def attempt(
@@ -34,6 +34,7 @@ def attempt(
     cost: str | None = None,
     images: int = 0,
     slug: str = SLUG,
+    arm: str = "active",
 ) -> Attempt:
     job = StagingJob.objects.create(photo="staging/originals/x/original.jpg", model_slug=slug)
     created = job.created_at
@@ -41,11 +42,12 @@ def attempt(
         job=job,
         number=1,
         state=state,
-        config_version=version(number_of_version) if number_of_version else None,
+        config_version=version(number_of_version, slug) if number_of_version else None,
         predict_time=predict,
         error_class=error_class,
         cost=Decimal(cost) if cost else None,
         finished_at=created + timedelta(seconds=e2e) if e2e is not None else None,
+        arm=arm,
     )
     for index in range(images):
         StagedImage.objects.create(
@@ -112,3 +114,21 @@ def test_the_api_serves_them_to_config_viewers_only(two_versions):
     assert logged_in(make_staff("bare")).get(URL).status_code == 403
     assert viewer.get("/api/v1/admin/models/nope/config/metrics").status_code == 404
     assert viewer.get(URL, {"since": "yesterday"}).status_code == 422
+
+
+def test_a_version_run_as_candidate_and_as_active_is_two_rows_side_by_side(two_versions):
+    """v2 was a canary's candidate before it was promoted: its two arms are counted apart, active first."""
+    attempt("succeeded", number_of_version=2, predict=7.0, e2e=70.0, cost="0.04", images=2, arm="candidate")
+    attempt("failed", number_of_version=2, error_class="transient", arm="candidate")
+    v2_active, v2_candidate, v1 = metrics.by_version(SLUG)
+    assert [(m.version, m.arm) for m in (v2_active, v2_candidate, v1)] == [
+        (2, "active"),
+        (2, "candidate"),
+        (1, "active"),
+    ]
+    assert (v2_active.attempts, v2_active.succeeded, v2_active.images) == (4, 1, 1)  # as before: unchanged
+    assert (v2_candidate.attempts, v2_candidate.succeeded, v2_candidate.failed_transient) == (2, 1, 1)
+    assert (v2_candidate.images, v2_candidate.cost, v2_candidate.predict_p50) == (2, Decimal("0.04"), 7.0)
+    assert v2_active.compared_with == v2_candidate.compared_with == 1 and v1.compared_with is None
+    body = logged_in(make_staff("viewer", "view_modelconfig")).get(URL).json()
+    assert [(row["version"], row["arm"]) for row in body] == [(2, "active"), (2, "candidate"), (1, "active")]
