@@ -99,10 +99,11 @@ def test_a_personal_token_reads_files_like_the_session(operator: User, token_for
 def test_staff_without_the_permission_and_non_staff_are_refused(
     staff_no_perm: User, non_staff: User, token_for, output: StagedImage
 ) -> None:
+    """Somebody else's job is not theirs to see: the same 404 as an unknown id (docs/architecture.md#who-sees-a-job)."""
     for user in (staff_no_perm, non_staff):
         for client in (logged_in(user), Client(headers={"Authorization": f"Bearer {token_for(user)}"})):
             for url in file_urls(output.attempt.job_id):
-                assert client.get(url).status_code == 403, (user, url)
+                assert client.get(url).status_code == 404, (user, url)
 
 
 def test_unknown_jobs_outputs_kinds_and_labels(operator_client: Client, output: StagedImage) -> None:
@@ -111,7 +112,7 @@ def test_unknown_jobs_outputs_kinds_and_labels(operator_client: Client, output: 
     assert operator_client.get(f"/api/v1/jobs/{job_id + 100}/outputs/0").status_code == 404
     missing = operator_client.get(f"/api/v1/jobs/{job_id}/outputs/3")
     assert missing.status_code == 404 and "no stored output 3" in missing.json()["detail"]
-    label = operator_client.get(f"/api/v1/jobs/{job_id}/outputs/0", {"label": "default"})
+    label = operator_client.get(f"/api/v1/jobs/{job_id}/outputs/0", {"label": "bold"})
     assert label.status_code == 422 and label.json()["detail"][0]["loc"][-1] == "label"
     assert operator_client.get(f"/api/v1/jobs/{job_id}/outputs/0/poster").status_code == 422
     output.derivatives.all().delete()
@@ -138,8 +139,9 @@ def test_the_job_json_links_to_the_file_endpoints(operator_client: Client, outpu
     job = operator_client.get(f"/api/v1/jobs/{job_id}").json()
     assert job["photo"]["url"] == f"http://testserver/api/v1/jobs/{job_id}/original"
     (listed,) = job["outputs"]
-    assert listed["url"] == f"http://testserver/api/v1/jobs/{job_id}/outputs/0"
-    assert listed["thumbnail_url"] == listed["derivatives"]["thumbnail"] == listed["url"] + "/thumbnail"
+    assert listed["url"] == f"http://testserver/api/v1/jobs/{job_id}/outputs/0?attempt=1"
+    thumbnail = f"http://testserver/api/v1/jobs/{job_id}/outputs/0/thumbnail?attempt=1"
+    assert listed["thumbnail_url"] == listed["derivatives"]["thumbnail"] == thumbnail
     for url in (job["photo"]["url"], listed["url"], listed["thumbnail_url"]):
         assert operator_client.get(url).status_code == 200
         assert Client().get(url).status_code == 401
@@ -150,11 +152,11 @@ def test_the_admin_shows_images_through_the_permission_checked_urls(output: Stag
     admin = logged_in(boss)
     job = output.attempt.job
     html = admin.get(f"/admin/staging/stagingjob/{job.pk}/change/").content.decode()
-    urls = [f"/api/v1/jobs/{job.pk}/original", f"/api/v1/jobs/{job.pk}/outputs/0/thumbnail"]
+    urls = [f"/api/v1/jobs/{job.pk}/original", f"/api/v1/jobs/{job.pk}/outputs/0?attempt=1"]
     for url in urls:
         assert f'src="{url}"' in html
         assert admin.get(url).status_code == 200  # the admin's session is enough for the API
-    assert f'href="/api/v1/jobs/{job.pk}/outputs/0"' in html
+    assert f'href="/api/v1/jobs/{job.pk}/outputs/0?attempt=1"' in html
     assert "/media/" not in html
 
 
