@@ -10,10 +10,14 @@ and the default cache is per process. It moves by compare-and-set (`UPDATE … W
 like the attempt transitions: no lock is held while Python runs, and it works the same on SQLite and
 PostgreSQL. At 10 creates a second that is 10 small updates a second.
 
-A worker whose slot is at most `MAX_SLEEP_SECONDS` away sleeps until it; one that would wait longer
-puts the attempt back in the queue for later (`transitions.refused`) instead of holding a worker. Those
-put off join a line (`line_ends_at`) one slot apart, so they come back one at a time rather than all at
-once, each finding a slot free.
+A worker whose slot is at most `MAX_SLEEP_SECONDS` away (a slot or two at 600/m) sleeps until it; one
+that would wait longer puts the attempt back in the queue for later (`transitions.refused`) instead of
+holding a worker. Those put off join a line (`line_ends_at`) one slot apart, so they come back one at a
+time rather than all at once, each finding a slot free; an attempt trying for the first time while
+others wait in the line joins its end instead of taking the slot the next of them comes back for
+(`behind_line`). A backlog thus waits as delayed tasks that no worker holds, and the queue in front of
+the workers holds only work they can do now, such as collecting finished predictions
+(docs/architecture.md#pacing-creates).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from .models import CreatePacer
 from .rates import parse_rate
 
 NAME = "replicate-create"
-MAX_SLEEP_SECONDS = 2.0  # a worker sleeps this long at most for its slot; longer waits go back to the queue
+MAX_SLEEP_SECONDS = 0.25  # a worker sleeps this long at most for its slot; longer waits go back to the queue
 _CAS_TRIES = 50
 _LONGEST_INTERVAL = 86400.0  # a rate below one a day is treated as one a day (no overflowing timedelta)
 
@@ -65,11 +69,14 @@ def _row(now: datetime) -> CreatePacer:
         return CreatePacer.objects.get(name=NAME)
 
 
-def take_create_slot(*, now: datetime | None = None, max_sleep: float | None = None) -> Slot:
+def take_create_slot(
+    *, now: datetime | None = None, max_sleep: float | None = None, behind_line: bool = False
+) -> Slot:
     """Reserve the next create slot if it is at most `max_sleep` seconds away, else say when to come back.
 
     A granted slot is the caller's: it must create after `wait` seconds (`wait_for`) or let the slot go
-    unused; it never gives two callers the same slot.
+    unused; it never gives two callers the same slot. `behind_line`: the caller tries for the first time,
+    so while attempts put off earlier wait in the line it joins the line's end rather than pass them.
     """
     interval = create_interval()
     if interval is None:
@@ -81,7 +88,7 @@ def take_create_slot(*, now: datetime | None = None, max_sleep: float | None = N
         row = _row(now)
         slot = max(row.next_slot_at, now)
         wait = (slot - now).total_seconds()
-        if wait <= max_sleep:
+        if wait <= max_sleep and not (behind_line and row.line_ends_at > now):
             changes = {"next_slot_at": slot + step}
             answer = Slot(wait=wait)
         else:

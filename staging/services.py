@@ -226,6 +226,13 @@ def submit_attempt(attempt_id: int) -> None:
     if not transitions.claim(attempt_id, now=claimed_at):
         return
     attempt = Attempt.objects.select_related("job").get(pk=attempt_id)
+    # The slot first: an attempt put off for one is back in the queue after a few queries, and a first try
+    # (no `next_retry_at` yet) lines up behind those already waiting (docs/architecture.md#pacing-creates).
+    slot = pacer.take_create_slot(behind_line=attempt.next_retry_at is None)
+    if not slot.granted:
+        reason = f"Waiting for a create slot (STAGING_CREATE_RATE={settings.STAGING_CREATE_RATE})."
+        transitions.refused(attempt_id, reason, retry_at=slot.retry_at, claimed_at=claimed_at)
+        return
     job = attempt.job
     spec = get_spec(job.model_slug)
     try:
@@ -249,11 +256,6 @@ def submit_attempt(attempt_id: int) -> None:
         _not_created(attempt_id, exc, claimed_at)
         return
 
-    slot = pacer.take_create_slot()
-    if not slot.granted:
-        reason = f"Waiting for a create slot (STAGING_CREATE_RATE={settings.STAGING_CREATE_RATE})."
-        transitions.refused(attempt_id, reason, retry_at=slot.retry_at, claimed_at=claimed_at)
-        return
     pacer.wait_for(slot)
 
     source = ConfigSource.OVERRIDE if job.config_override else ConfigSource(resolved.active.source)

@@ -74,11 +74,26 @@ def test_slots_are_spaced_by_the_rate_and_long_waits_join_a_line(settings):
 
 
 def test_a_short_wait_is_slept_and_a_long_one_is_not(settings):
-    settings.STAGING_CREATE_RATE = "60/m"  # a slot every second; a worker sleeps 2 s at most
+    settings.STAGING_CREATE_RATE = "600/m"  # a slot every 0.1 s; a worker sleeps 0.25 s at most
     t0 = timezone.now()
     slots = [pacer.take_create_slot(now=t0) for _ in range(4)]
-    assert [(slot.granted, slot.wait) for slot in slots[:3]] == [(True, 0.0), (True, 1.0), (True, 2.0)]
-    assert not slots[3].granted and slots[3].retry_at == t0 + timedelta(seconds=3)
+    assert [(slot.granted, round(slot.wait, 6)) for slot in slots[:3]] == [(True, 0.0), (True, 0.1), (True, 0.2)]
+    assert not slots[3].granted and slots[3].retry_at == t0 + timedelta(seconds=0.3)
+
+
+def test_a_first_try_joins_the_line_instead_of_passing_those_put_off(settings):
+    settings.STAGING_CREATE_RATE = "3/m"  # a slot every 20 s
+    t0 = timezone.now()
+    assert pacer.take_create_slot(now=t0, behind_line=True).granted  # nobody waits: the slot is free
+    put_off = pacer.take_create_slot(now=t0)
+    assert put_off.retry_at == t0 + timedelta(seconds=20)
+    # At 20 s a new attempt arrives just before the one put off comes back for that slot: it lines up.
+    first_try = pacer.take_create_slot(now=t0 + timedelta(seconds=20), behind_line=True)
+    assert not first_try.granted and first_try.retry_at == t0 + timedelta(seconds=40)
+    assert pacer.take_create_slot(now=t0 + timedelta(seconds=20)) == pacer.Slot(wait=0.0)
+    # Once the line has come back, a first try takes a free slot again.
+    assert pacer.take_create_slot(now=t0 + timedelta(seconds=40)).granted
+    assert pacer.take_create_slot(now=t0 + timedelta(seconds=70), behind_line=True) == pacer.Slot(wait=0.0)
 
 
 def test_an_unpaced_service_touches_no_row(settings):
@@ -159,13 +174,15 @@ def test_concurrent_submits_create_no_more_than_the_rate_allows(pipeline, settin
 
 
 def test_a_worker_sleeps_for_a_near_slot_then_creates(pipeline, settings, moved_clock, monkeypatch):
-    settings.STAGING_CREATE_RATE = "60/m"
+    settings.STAGING_CREATE_RATE = "600/m"
     jobs = _queued_jobs(3, monkeypatch)
+    frozen = timezone.now()  # only the pacer's sleep moves the clock: a submit takes real time, near 0.1 s
+    monkeypatch.setattr(timezone, "now", lambda: frozen + timedelta(seconds=moved_clock[0]))
     start = moved_clock[0]
     for job in jobs:
         services.submit_attempt(attempts(job)[0].pk)
     assert pipeline.counters()["creates_total"] == 3
     assert Attempt.objects.filter(job__in=jobs, state=S.QUEUED).count() == 0  # nobody was put off
-    assert 0 < moved_clock[0] - start <= 2.0  # slept (the clock moved) for the second and third slots
+    assert moved_clock[0] - start == pytest.approx(0.2)  # slept (the clock moved) for the second and third slots
     gaps = [(later - earlier).total_seconds() for earlier, later in pairwise(_created_at(jobs))]
-    assert min(gaps) >= 1 - 0.2, gaps
+    assert min(gaps) >= 0.1 - 0.02, gaps
