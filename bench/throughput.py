@@ -223,8 +223,8 @@ def report(service: dict[str, Any], blocking: dict[str, Any]) -> None:
         f"  where     : last create {service['last_create']:.1f} s after the first POST (at 10/s: {JOBS / 10:g} s); "
         f"queue tasks run: "
         + ", ".join(
-            f"{name} {int(entry[0])} ({entry[2] / max(entry[0], 1):.0f} ms wall each)"
-            for name, entry in sorted(tasks.items())
+            f"{name} {int(count)} ({cpu / max(count, 1):.0f} ms CPU, {wall_ms / max(count, 1):.0f} ms wall each)"
+            for name, (count, cpu, wall_ms) in sorted(tasks.items())
         )
         + f"; workers busy {busy:.1f} s of {WORKERS * wall:.1f} s"
     )
