@@ -66,7 +66,7 @@ def run() -> None:
             st.reset_steps()
             result = _measure(st, emu, photo, warm_id)
             result["steps"] = st.steps()
-            if profile == "1":
+            if profile in ("1", "cpu"):
                 print(f"own_cost: pyinstrument profiles in {st.probe_dir}")
     except stack.StackUnavailable as exc:
         print(f"own_cost: skipped: {exc}")

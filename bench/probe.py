@@ -10,11 +10,14 @@ thread), one line each in `$BENCH_PROBE_DIR/<pid>.tsv`: kind, name, CPU ms, wall
 
 With `BENCH_PROBE_PROFILE=1` each process (each gunicorn thread) also runs pyinstrument over every task
 or request and keeps the combined profile in `$BENCH_PROBE_DIR/profile-<kind>-<pid>-<thread>.txt`
-(rewritten every 20 of them): where the time goes inside the real stack, on PostgreSQL.
+(rewritten every 20 of them): where the time goes inside the real stack, on PostgreSQL. pyinstrument
+samples wall time; `BENCH_PROBE_PROFILE=cpu` runs cProfile on the thread's CPU clock instead and keeps
+`….prof` files (`python -m pstats`).
 """
 
 from __future__ import annotations
 
+import cProfile
 import os
 import threading
 import time
@@ -32,25 +35,42 @@ PROFILE_EVERY = 20
 
 
 def _profile_start() -> None:
-    if os.environ.get("BENCH_PROBE_PROFILE") != "1":
+    mode = os.environ.get("BENCH_PROBE_PROFILE")
+    if mode not in ("1", "cpu"):
         return
-    from pyinstrument import Profiler
-
     if getattr(_local, "profiler", None) is None:
-        _local.profiler, _local.count = Profiler(interval=0.0005), 0
-    _local.profiler.start()
+        if mode == "cpu":
+            _local.profiler = cProfile.Profile(time.thread_time)
+        else:
+            from pyinstrument import Profiler
+
+            _local.profiler = Profiler(interval=0.0005)
+        _local.count = 0
+    if mode == "cpu":
+        _local.profiler.enable()
+    else:
+        _local.profiler.start()
 
 
 def _profile_stop(kind: str) -> None:
     profiler = getattr(_local, "profiler", None)
-    if profiler is None or not profiler.is_running:
+    if profiler is None:
         return
-    profiler.stop()
+    if isinstance(profiler, cProfile.Profile):
+        profiler.disable()
+    elif profiler.is_running:
+        profiler.stop()
+    else:
+        return
     _local.count += 1
     if _local.count % PROFILE_EVERY == 0:
-        name = f"profile-{kind}-{os.getpid()}-{threading.get_ident()}.txt"
-        text = profiler.output_text(unicode=False, color=False, show_all=False)
-        (Path(os.environ["BENCH_PROBE_DIR"]) / name).write_text(f"{_local.count} {kind}s\n{text}")
+        name = f"profile-{kind}-{os.getpid()}-{threading.get_ident()}"
+        directory = Path(os.environ["BENCH_PROBE_DIR"])
+        if isinstance(profiler, cProfile.Profile):
+            profiler.dump_stats(directory / f"{name}.prof")
+        else:
+            text = profiler.output_text(unicode=False, color=False, show_all=False)
+            (directory / f"{name}.txt").write_text(f"{_local.count} {kind}s\n{text}")
 
 
 def _write(kind: str, name: str, cpu: float, wall: float) -> None:
