@@ -12,8 +12,9 @@ like the attempt transitions: no lock is held while Python runs, and it works th
 PostgreSQL. At 10 creates a second that is 10 small updates a second.
 
 A worker whose slot is at most `MAX_SLEEP_SECONDS` away sleeps until it; one that would wait longer
-puts the attempt back in the queue for later (`transitions.refused`) instead of holding a worker. Those put off join a line (`line_ends_at`) one slot apart, so they come back one at a
-time rather than all at once, each finding a slot free; an attempt trying for the first time while
+puts the attempt back in the queue for later (`transitions.refused`) instead of holding a worker.
+Those put off join a line (`line_ends_at`) one slot apart, so they come back one at a time rather
+than all at once, each finding a slot free; an attempt trying for the first time while
 others wait in the line joins its end instead of taking the slot the next of them comes back for
 (`behind_line`). A backlog thus waits as delayed tasks that no worker holds, and the queue in front of
 the workers holds only work they can do now, such as collecting finished predictions

@@ -219,6 +219,7 @@ def test_a_worker_sleeps_for_a_near_slot_then_creates(pipeline, settings, moved_
         services.submit_attempt(attempts(job)[0].pk)
     assert pipeline.counters()["creates_total"] == 3
     assert Attempt.objects.filter(job__in=jobs, state=S.QUEUED).count() == 0  # nobody was put off
-    assert moved_clock[0] - start == pytest.approx(2 * interval, abs=1e-5)  # slept (the clock moved) for the 2nd and 3rd slots
+    # Slept (the clock moved) for the second and third slots.
+    assert moved_clock[0] - start == pytest.approx(2 * interval, abs=1e-5)
     gaps = [(later - earlier).total_seconds() for earlier, later in pairwise(_created_at(jobs))]
     assert min(gaps) >= interval * 0.9, gaps
