@@ -12,8 +12,10 @@ of the service's processes over the run, divided by N: the web processes (the PO
 check, the webhook, the signed photo link the emulator fetches) and the queue processes (submit and
 collect). This process (client and emulator) shares the 2 cores and is not counted.
 
-With `BENCH_PROFILE=1`, a pyinstrument profile of one in-process collect of a 2 MB output is printed
-first (where the time went: see BENCHMARKS.md).
+The stack runs with `bench.probe_settings`, so each task function and each Django request also
+records its own CPU (`bench/probe.py`): the figures by step, and what the processes spent outside them
+(django-q2's pusher polling the queue and monitor saving results, gunicorn's request parsing). With
+`BENCH_PROBE_PROFILE=1` the stack's processes also keep pyinstrument profiles; their directory is printed.
 """
 
 from __future__ import annotations
@@ -57,10 +59,15 @@ def run() -> None:
     photo = noise_photo()
     emu = Emulator(api_token="r8_bench_own_cost", latency=0.0, jitter=0.0, workers=32)
     emu.start()
+    profile = os.environ.get("BENCH_PROBE_PROFILE", "")
     try:
-        with stack.running_stack(emu, STAGING_CREATE_RATE="off") as st:
+        with stack.running_stack(emu, STAGING_CREATE_RATE="off", BENCH_PROBE_PROFILE=profile) as st:
             warm_id = throughput.warm_up(st, photo)
+            st.reset_steps()
             result = _measure(st, emu, photo, warm_id)
+            result["steps"] = st.steps()
+            if profile in ("1", "cpu"):
+                print(f"own_cost: pyinstrument profiles in {st.probe_dir}")
     except stack.StackUnavailable as exc:
         print(f"own_cost: skipped: {exc}")
         return
@@ -114,5 +121,18 @@ def report(result: dict[str, Any], photo_bytes: int) -> None:
         f"{per_job['queue']:.1f} ms, serve itself {per_job['other']:.1f} ms; "
         f"webhook + submit + collect target <= {CPU_MS_TARGET:g} ms"
     )
+    steps = result["steps"]
+    print("  CPU by step (bench/probe.py: inside each task function and each Django request):")
+    for (kind, name), (count, cpu_ms, wall_ms) in sorted(steps.items()):
+        print(
+            f"    {kind:5} {name:22} {int(count):5} x  {cpu_ms / max(count, 1):6.1f} ms CPU  "
+            f"{wall_ms / max(count, 1):6.1f} ms wall  = {cpu_ms / JOBS:6.1f} ms per job"
+        )
+    for kind, label in (("task", "queue"), ("web", "web")):
+        inside = sum(v[1] for (k, _), v in steps.items() if k == kind) / JOBS
+        print(
+            f"  {label}: {inside:.1f} ms per job inside {kind}s, {per_job[label] - inside:.1f} ms per job outside them "
+            "(django-q2's pusher, monitor and polling; gunicorn's parsing and heartbeats)"
+        )
     for error in result["errors"][:5]:
         print(f"    - {error}")

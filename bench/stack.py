@@ -9,7 +9,8 @@ API 500 times a second, and it gives the exact time the last job succeeded).
 
 The database is created for the run and dropped after it (`BENCH_POSTGRES_URL`, the server's maintenance
 database, default `postgres://postgres@127.0.0.1:5432/postgres`). Debug is off (production mode), with a
-throw-away secret key and static root.
+throw-away secret key and static root. The service runs with `bench.probe_settings`: its own settings plus
+a record of each queue task's and each request's CPU (`bench/probe.py`), read by `Stack.steps()`.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import httpx
 import psycopg
 from django.conf import settings
 
+from bench import probe
 from replicate_emulator import Emulator
 from staging.emulation import emulator_environ
 from tests.fixtures.waiting import wait_until
@@ -91,6 +93,19 @@ class Stack:
     log: Path
     pids: list[int] = field(default_factory=list)
 
+    @property
+    def probe_dir(self) -> Path:
+        return self.workdir / "probe"
+
+    def reset_steps(self) -> None:
+        """Forget the records so far (the warm-up's)."""
+        for path in self.probe_dir.glob("[0-9]*.tsv"):
+            path.unlink()
+
+    def steps(self) -> dict[tuple[str, str], list[float]]:
+        """(kind, name) -> [count, CPU ms, wall ms] of the tasks and requests since `reset_steps`."""
+        return probe.read(self.probe_dir)
+
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, headers={"Authorization": f"Bearer {self.token}"}, timeout=60)
 
@@ -149,6 +164,7 @@ def _manage(env: dict[str, str], *args: str) -> str:
 def running_stack(emu: Emulator, **extra_env: str) -> Iterator[Stack]:
     """`manage.py serve` (gunicorn + one qcluster) against `emu`, on a fresh database; stopped and dropped after."""
     workdir = Path(tempfile.mkdtemp(prefix="staging-bench-stack-"))
+    (workdir / "probe").mkdir()
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}"
     with fresh_database() as db_url:
@@ -167,6 +183,8 @@ def running_stack(emu: Emulator, **extra_env: str) -> Iterator[Stack]:
             # One token posts every job as fast as it can: the service's throughput is measured, not its
             # per-token rate limit (docs/architecture.md#rate-limits).
             "STAGING_API_RATE": "off",
+            "DJANGO_SETTINGS_MODULE": "bench.probe_settings",
+            "BENCH_PROBE_DIR": str(workdir / "probe"),
             **extra_env,
         }
         _manage(env, "migrate", "--no-input")

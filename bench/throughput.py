@@ -111,12 +111,16 @@ def run_service(st: stack.Stack, emu: Emulator, photo: bytes, after_job: int) ->
     errors_before = st.server_errors()
     with st.db() as conn:
         failed_before = stack.failed_tasks(conn)
+        st.reset_steps()
         posted = post_jobs(st, photo, JOBS, CLIENTS)
         expected = len(posted["ids"])
         timeout = ceiling_seconds(JOBS) * 3 + 120
         finished = wait_until(lambda: stack.succeeded_since(conn, after_job)[0] >= expected, timeout, step=0.25)
         succeeded, last_at = stack.succeeded_since(conn, after_job)
         failed_tasks = stack.failed_tasks(conn) - failed_before
+        last_create = conn.execute(
+            "SELECT extract(epoch FROM max(submitted_at)) FROM staging_attempt WHERE job_id > %s", (after_job,)
+        ).fetchone()
     emu.wait_for_webhooks(timeout=10)
     wall = (last_at - posted["began"]) if last_at is not None and finished else float("nan")
     return {
@@ -128,6 +132,8 @@ def run_service(st: stack.Stack, emu: Emulator, photo: bytes, after_job: int) ->
         "server_errors": st.server_errors() - errors_before,
         "failed_tasks": failed_tasks,
         "creates": emu.counters()["creates_total"] - creates_before,
+        "last_create": (float(last_create[0]) - posted["began"]) if last_create and last_create[0] else float("nan"),
+        "steps": st.steps(),
     }
 
 
@@ -210,6 +216,17 @@ def report(service: dict[str, Any], blocking: dict[str, Any]) -> None:
     print(
         f"  ceiling   : {ceiling:.1f} s (N/10 + {LATENCY:g} s): {ceiling / wall:.1%} of it "
         f"(target >= {CEILING_TARGET:.0%})"
+    )
+    tasks = {name: entry for (kind, name), entry in service["steps"].items() if kind == "task"}
+    busy = sum(entry[2] for entry in tasks.values()) / 1000
+    print(
+        f"  where     : last create {service['last_create']:.1f} s after the first POST (at 10/s: {JOBS / 10:g} s); "
+        f"queue tasks run: "
+        + ", ".join(
+            f"{name} {int(count)} ({cpu / max(count, 1):.0f} ms CPU, {wall_ms / max(count, 1):.0f} ms wall each)"
+            for name, (count, cpu, wall_ms) in sorted(tasks.items())
+        )
+        + f"; workers busy {busy:.1f} s of {WORKERS * wall:.1f} s"
     )
     print(
         f"  blocking  : {blocking['succeeded']}/{BASELINE_JOBS} jobs in {blocking['wall']:.1f} s with {WORKERS} "

@@ -271,9 +271,18 @@ def check_upload(fileobj: IO[bytes]) -> CheckedImage:
 
 
 def thumbnail_bytes(image: Image.Image, size: int) -> bytes:
-    """A small JPEG preview."""
-    thumb = image.copy()
-    thumb.thumbnail((size, size))
+    """A small JPEG preview, at most `size` pixels a side (never enlarged); `image` is only read.
+
+    Resized straight from the decoded image rather than `copy()` + `thumbnail()`: the copy was 12% of
+    a collect's image work, and `reducing_gap=1.0` lets `reduce()` shrink by whole factors (a cheap box
+    filter) before the bicubic pass, which then works on a quarter of the pixels (BENCHMARKS.md, own_cost).
+    """
+    width, height = image.size
+    scale = min(size / width, size / height)
+    thumb = image
+    if scale < 1:
+        target = (max(1, round(width * scale)), max(1, round(height * scale)))
+        thumb = image.resize(target, Image.Resampling.BICUBIC, reducing_gap=1.0)
     if thumb.mode not in ("RGB", "L"):
         thumb = thumb.convert("RGB")
     buffer = io.BytesIO()

@@ -2,8 +2,9 @@
 
 Replicate allows an account a number of creates per minute (600; far fewer for an account low on
 credit) and answers 429 above it. Instead of learning the limit from refusals, every worker asks here
-for a slot before it creates: slots are spaced `1 / rate` apart, so no sliding minute ever holds more
-creates than the rate allows (docs/architecture.md#pacing-creates).
+for a slot before it creates: slots are spaced about `1 / rate` apart, and a slot missed in the last
+second may still be taken late (`create_pace`), so no sliding minute ever holds more creates than the
+rate allows (docs/architecture.md#pacing-creates).
 
 The state is one `CreatePacer` row in the database, because every worker on every host must share it
 and the default cache is per process. It moves by compare-and-set (`UPDATE … WHERE version = v`),
@@ -11,9 +12,13 @@ like the attempt transitions: no lock is held while Python runs, and it works th
 PostgreSQL. At 10 creates a second that is 10 small updates a second.
 
 A worker whose slot is at most `MAX_SLEEP_SECONDS` away sleeps until it; one that would wait longer
-puts the attempt back in the queue for later (`transitions.refused`) instead of holding a worker. Those
-put off join a line (`line_ends_at`) one slot apart, so they come back one at a time rather than all at
-once, each finding a slot free.
+puts the attempt back in the queue for later (`transitions.refused`) instead of holding a worker.
+Those put off join a line (`line_ends_at`) one slot apart, so they come back one at a time rather
+than all at once, each finding a slot free; an attempt trying for the first time while
+others wait in the line joins its end instead of taking the slot the next of them comes back for
+(`behind_line`). A backlog thus waits as delayed tasks that no worker holds, and the queue in front of
+the workers holds only work they can do now, such as collecting finished predictions
+(docs/architecture.md#pacing-creates).
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ from .models import CreatePacer
 from .rates import parse_rate
 
 NAME = "replicate-create"
-MAX_SLEEP_SECONDS = 2.0  # a worker sleeps this long at most for its slot; longer waits go back to the queue
+MAX_SLEEP_SECONDS = 0.05  # a worker sleeps this long at most for its slot; longer waits go back to the queue
+BURST_SECONDS = 1.0  # slots nobody took this recently may still be taken (`create_pace`)
 _CAS_TRIES = 50
 _LONGEST_INTERVAL = 86400.0  # a rate below one a day is treated as one a day (no overflowing timedelta)
 
@@ -48,10 +54,27 @@ class Slot:
         return self.retry_at is None
 
 
-def create_interval() -> float | None:
-    """Seconds between two creates under STAGING_CREATE_RATE; None when creates are not paced."""
+@dataclass(frozen=True)
+class Pace:
+    interval: float  # seconds between two slots
+    tolerance: float  # how far in the past a slot nobody took may still be taken
+
+
+def create_pace() -> Pace | None:
+    """The slots of STAGING_CREATE_RATE; None when creates are not paced.
+
+    Slots that nobody took in the last `BURST_SECONDS` (at most a tenth of a minute's) may still be
+    taken late, so that a moment when every worker is busy collecting costs no creates. To keep every
+    minute within the rate all the same, the slots are spaced for the rest: at 600/m, 10 late slots and
+    one every 60/590 s, so no 60-second window holds more than 600 (docs/architecture.md#pacing-creates).
+    """
     rate = parse_rate(settings.STAGING_CREATE_RATE)
-    return None if rate is None else min(1.0 / rate, _LONGEST_INTERVAL)
+    if rate is None:
+        return None
+    per_minute = rate * 60
+    burst = min(int(rate * BURST_SECONDS), int(per_minute // 10))
+    interval = min(60.0 / (per_minute - burst), _LONGEST_INTERVAL)
+    return Pace(interval=interval, tolerance=burst * interval)
 
 
 def _row(now: datetime) -> CreatePacer:
@@ -60,28 +83,31 @@ def _row(now: datetime) -> CreatePacer:
         return row
     try:
         with transaction.atomic():  # a savepoint: losing the race to create it must not break the caller
-            return CreatePacer.objects.create(name=NAME, next_slot_at=now, line_ends_at=now)
+            # At rest: the late slots of `create_pace` are free (its tolerance bounds how many).
+            return CreatePacer.objects.create(name=NAME, next_slot_at=now - timedelta(days=1), line_ends_at=now)
     except IntegrityError:
         return CreatePacer.objects.get(name=NAME)
 
 
-def take_create_slot(*, now: datetime | None = None, max_sleep: float | None = None) -> Slot:
+def take_create_slot(*, now: datetime | None = None, max_sleep: float | None = None, behind_line: bool = False) -> Slot:
     """Reserve the next create slot if it is at most `max_sleep` seconds away, else say when to come back.
 
     A granted slot is the caller's: it must create after `wait` seconds (`wait_for`) or let the slot go
-    unused; it never gives two callers the same slot.
+    unused; it never gives two callers the same slot. `behind_line`: the caller tries for the first time,
+    so while attempts put off earlier wait in the line it joins the line's end rather than pass them.
     """
-    interval = create_interval()
-    if interval is None:
+    pace = create_pace()
+    if pace is None:
         return Slot()
+    interval = pace.interval
     now = now or timezone.now()
     max_sleep = MAX_SLEEP_SECONDS if max_sleep is None else max_sleep
     step = timedelta(seconds=interval)
     for _ in range(_CAS_TRIES):
         row = _row(now)
-        slot = max(row.next_slot_at, now)
-        wait = (slot - now).total_seconds()
-        if wait <= max_sleep:
+        slot = max(row.next_slot_at, now - timedelta(seconds=pace.tolerance))
+        wait = max(0.0, (slot - now).total_seconds())
+        if wait <= max_sleep and not (behind_line and row.line_ends_at > now):
             changes = {"next_slot_at": slot + step}
             answer = Slot(wait=wait)
         else:

@@ -333,6 +333,14 @@ def submit_attempt(attempt_id: int) -> None:
     budget = transitions.Budget(job.model_slug, spend.estimate_for(job))
     if not transitions.claim(attempt_id, now=claimed_at, budget=budget):
         return
+    # Then the slot: an attempt put off for one is back in the queue after a few queries (its reservation
+    # released), and a first try (no `next_retry_at` yet) lines up behind those already waiting
+    # (docs/architecture.md#pacing-creates).
+    slot = pacer.take_create_slot(behind_line=attempt.next_retry_at is None)
+    if not slot.granted:
+        reason = f"Waiting for a create slot (STAGING_CREATE_RATE={settings.STAGING_CREATE_RATE})."
+        transitions.refused(attempt_id, reason, retry_at=slot.retry_at, claimed_at=claimed_at)
+        return
     spec = get_spec(job.model_slug)
     try:
         image_url = storage.image_url_for_replicate(job.sent_photo, storage.content_type_of(job.sent_photo.name))
@@ -355,11 +363,6 @@ def submit_attempt(attempt_id: int) -> None:
         _not_created(attempt_id, exc, claimed_at)
         return
 
-    slot = pacer.take_create_slot()
-    if not slot.granted:
-        reason = f"Waiting for a create slot (STAGING_CREATE_RATE={settings.STAGING_CREATE_RATE})."
-        transitions.refused(attempt_id, reason, retry_at=slot.retry_at, claimed_at=claimed_at)
-        return
     pacer.wait_for(slot)
 
     source = ConfigSource.OVERRIDE if job.config_override else ConfigSource(resolved.active.source)

@@ -74,11 +74,60 @@ def test_slots_are_spaced_by_the_rate_and_long_waits_join_a_line(settings):
 
 
 def test_a_short_wait_is_slept_and_a_long_one_is_not(settings):
-    settings.STAGING_CREATE_RATE = "60/m"  # a slot every second; a worker sleeps 2 s at most
+    settings.STAGING_CREATE_RATE = "600/m"
+    interval = pacer.create_pace().interval
     t0 = timezone.now()
-    slots = [pacer.take_create_slot(now=t0) for _ in range(4)]
-    assert [(slot.granted, slot.wait) for slot in slots[:3]] == [(True, 0.0), (True, 1.0), (True, 2.0)]
-    assert not slots[3].granted and slots[3].retry_at == t0 + timedelta(seconds=3)
+    slots = [pacer.take_create_slot(now=t0, max_sleep=0.25) for _ in range(14)]
+    assert all(slot.granted and slot.wait < 0.001 for slot in slots[:11])  # at rest: the late slots are free
+    assert [slot.granted for slot in slots[11:13]] == [True, True]
+    assert [slot.wait for slot in slots[11:13]] == pytest.approx([interval, 2 * interval], abs=1e-5)
+    assert not slots[13].granted and abs((slots[13].retry_at - t0).total_seconds() - 3 * interval) < 0.001
+    assert not pacer.take_create_slot(now=t0).granted  # by default a worker sleeps MAX_SLEEP_SECONDS at most
+
+
+def test_slots_nobody_took_in_the_last_second_may_be_taken_late_within_the_rate(settings):
+    """At 600/m: 10 late slots, spaced 60/590 s, so a minute never holds more than 600 whatever the arrivals."""
+    settings.STAGING_CREATE_RATE = "600/m"
+    pace = pacer.create_pace()
+    assert pace.interval == pytest.approx(60 / 590) and pace.tolerance == pytest.approx(10 * 60 / 590)
+    t0 = timezone.now()
+    assert pacer.take_create_slot(now=t0).granted
+    # Every worker was busy for 3 s: a second's worth of slots can still be used at once, not three seconds'.
+    later = t0 + timedelta(seconds=3)
+    burst = [pacer.take_create_slot(now=later) for _ in range(12)]
+    assert all(slot.granted and slot.wait < 0.001 for slot in burst[:11]) and not burst[11].granted
+    # The worst case for a minute: the late slots used at once, then a create asked for every 20 ms for 70 s.
+    created, now = [t0, *[later] * 11], later
+    for _ in range(3500):
+        now += timedelta(seconds=0.02)
+        slot = pacer.take_create_slot(now=now)
+        if slot.granted:
+            created.append(now + timedelta(seconds=slot.wait))
+    window = timedelta(seconds=60)
+    most = max(sum(1 for t in created[i:] if t < start + window) for i, start in enumerate(created))
+    assert 580 < most <= 600
+
+
+def test_unpaced_and_slow_rates_keep_their_plain_spacing(settings):
+    settings.STAGING_CREATE_RATE = "3/m"
+    assert pacer.create_pace() == pacer.Pace(interval=20.0, tolerance=0.0)
+    settings.STAGING_CREATE_RATE = "off"
+    assert pacer.create_pace() is None
+
+
+def test_a_first_try_joins_the_line_instead_of_passing_those_put_off(settings):
+    settings.STAGING_CREATE_RATE = "3/m"  # a slot every 20 s
+    t0 = timezone.now()
+    assert pacer.take_create_slot(now=t0, behind_line=True).granted  # nobody waits: the slot is free
+    put_off = pacer.take_create_slot(now=t0)
+    assert put_off.retry_at == t0 + timedelta(seconds=20)
+    # At 20 s a new attempt arrives just before the one put off comes back for that slot: it lines up.
+    first_try = pacer.take_create_slot(now=t0 + timedelta(seconds=20), behind_line=True)
+    assert not first_try.granted and first_try.retry_at == t0 + timedelta(seconds=40)
+    assert pacer.take_create_slot(now=t0 + timedelta(seconds=20)) == pacer.Slot(wait=0.0)
+    # Once the line has come back, a first try takes a free slot again.
+    assert pacer.take_create_slot(now=t0 + timedelta(seconds=40)).granted
+    assert pacer.take_create_slot(now=t0 + timedelta(seconds=70), behind_line=True) == pacer.Slot(wait=0.0)
 
 
 def test_an_unpaced_service_touches_no_row(settings):
@@ -159,13 +208,18 @@ def test_concurrent_submits_create_no_more_than_the_rate_allows(pipeline, settin
 
 
 def test_a_worker_sleeps_for_a_near_slot_then_creates(pipeline, settings, moved_clock, monkeypatch):
-    settings.STAGING_CREATE_RATE = "60/m"
+    settings.STAGING_CREATE_RATE = "6000/m"  # slots ~10 ms apart: within a worker's short sleep
+    interval = pacer.create_pace().interval
     jobs = _queued_jobs(3, monkeypatch)
+    frozen = timezone.now()  # only the pacer's sleep moves the clock: a submit takes real time, near 0.1 s
+    monkeypatch.setattr(timezone, "now", lambda: frozen + timedelta(seconds=moved_clock[0]))
+    CreatePacer.objects.create(name=pacer.NAME, next_slot_at=frozen, line_ends_at=frozen)  # no late slots left
     start = moved_clock[0]
     for job in jobs:
         services.submit_attempt(attempts(job)[0].pk)
     assert pipeline.counters()["creates_total"] == 3
     assert Attempt.objects.filter(job__in=jobs, state=S.QUEUED).count() == 0  # nobody was put off
-    assert 0 < moved_clock[0] - start <= 2.0  # slept (the clock moved) for the second and third slots
+    # Slept (the clock moved) for the second and third slots.
+    assert moved_clock[0] - start == pytest.approx(2 * interval, abs=1e-5)
     gaps = [(later - earlier).total_seconds() for earlier, later in pairwise(_created_at(jobs))]
-    assert min(gaps) >= 1 - 0.2, gaps
+    assert min(gaps) >= interval * 0.9, gaps
