@@ -5,7 +5,6 @@ A router of the staging app mounted beside the config API, so models_config neve
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 
 from django.http import HttpRequest
@@ -17,6 +16,7 @@ from api.schemas import error_responses
 from models_config.api import VIEW_PERMS  # whoever may read a config may read how it did
 
 from . import metrics
+from .schemas import Moment
 
 router = Router(tags=["model configuration"])
 
@@ -45,9 +45,7 @@ class VersionMetricsOut(Schema):
     response={200: list[VersionMetricsOut], **error_responses(404, 422)},
     summary="Outcomes, times, images and cost per config version",
 )
-def version_metrics(
-    request: HttpRequest, slug: str, since: datetime | None = None, until: datetime | None = None
-) -> list[dict]:
+def version_metrics(request: HttpRequest, slug: str, since: Moment = None, until: Moment = None) -> list[dict]:
     """Attempts created in [since, until), grouped by the config version and canary arm they used, newest
     version first."""
     require_perm(request, *VIEW_PERMS)

@@ -59,8 +59,18 @@ class JobFieldsIn(Schema):
 
 
 def _aware(moment: datetime | None) -> datetime | None:
-    """A time without a zone is UTC (the service's time zone), as in the rest of the API."""
-    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+    """The moment in UTC; a time without a zone is UTC (the service's time zone), as in the rest of the API.
+
+    Converted here because ISO 8601 admits offsets (up to ±23:59) that PostgreSQL refuses (past ±15:59).
+    """
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise PydanticCustomError("value_error", "the time is out of range") from None
 
 
 Moment = Annotated[datetime | None, AfterValidator(_aware)]

@@ -219,3 +219,12 @@ def test_listing_filter_and_tries_left_out(staff_viewer) -> None:
     assert client.get(URL, {"listing": listing.pk}).json()["items"][0]["listing"] == listing.pk
     assert sorted(ids(client.get(URL))) == sorted([in_listing.pk, loose.pk])  # the playground's try is not listed
     assert locs(client.get(URL, {"listing": "x"})) == [("query", "listing")]
+
+
+def test_times_with_any_offset_are_read_in_utc(staff_viewer) -> None:
+    """ISO 8601 allows offsets PostgreSQL refuses (past ±15:59): they are converted, never a 500."""
+    job = job_row()
+    client = logged_in(staff_viewer)
+    assert ids(client.get(URL, {"since": "2026-03-10T00:00:00-18:24"})) == []  # 18:24 UTC, after the job
+    assert ids(client.get(URL, {"since": "2026-03-09T23:00:00+18:00"})) == [job.pk]  # 05:00 UTC
+    assert locs(client.get(URL, {"until": "0001-01-01T00:00:00+01:00"})) == [("query", "until")]

@@ -132,3 +132,10 @@ def test_a_version_run_as_candidate_and_as_active_is_two_rows_side_by_side(two_v
     assert v2_active.compared_with == v2_candidate.compared_with == 1 and v1.compared_with is None
     body = logged_in(make_staff("viewer", "view_modelconfig")).get(URL).json()
     assert [(row["version"], row["arm"]) for row in body] == [(2, "active"), (2, "candidate"), (1, "active")]
+
+
+def test_metrics_read_times_with_any_offset_in_utc(admin_client) -> None:
+    """An offset PostgreSQL refuses (past ±15:59) is converted to UTC, never a 500."""
+    url = "/api/v1/admin/models/flux-kontext-pro/config/metrics"
+    assert admin_client.get(url, {"since": "2026-03-10T00:00:00-18:24"}).status_code == 200
+    assert admin_client.get(url, {"until": "0001-01-01T00:00:00+01:00"}).status_code == 422
