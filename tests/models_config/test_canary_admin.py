@@ -53,6 +53,7 @@ def test_start_promote_and_stop_from_the_page(v2: ModelConfig, editor_client: Cl
     assert (current().candidate_version.number, current().canary_share) == (1, Decimal("0.250"))
     page = editor_client.get(url(v2)).content.decode()
     assert "v1 (candidate) takes 0.250 of the new jobs" in page and 'id="canary-promote"' in page
+    assert "v1 on 25.0% of new jobs" in editor_client.get(CHANGELIST).content.decode()  # seen in the list too
 
     response = editor_client.post(url(v2, "canary/stop/"), {"canary_comment": "not now"})
     assert last_message(response)[0] == "success" and current().candidate_version is None
