@@ -134,3 +134,10 @@ def test_the_metrics_table_shows_each_version_per_arm(v2: ModelConfig, editor_cl
 
 def test_the_metrics_hook_is_registered_by_staging() -> None:
     assert hooks._metrics_reader is by_version
+
+
+@pytest.mark.django_db
+def test_with_one_version_the_page_says_why_no_canary_can_start(rows, editor_client: Client) -> None:
+    page = editor_client.get(url(current())).content.decode()
+    assert 'id="canary-none"' in page and "Save another version first" in page
+    assert 'id="canary-start"' not in page  # no form with an empty candidate list
