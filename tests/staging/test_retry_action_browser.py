@@ -12,7 +12,9 @@ from tests.fixtures.browser import admin_login
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def test_cancel_at_the_confirmation_page_spends_nothing(browser_page, live_server, make_job, emulated, screenshot) -> None:
+def test_cancel_at_the_confirmation_page_spends_nothing(
+    browser_page, live_server, make_job, emulated, screenshot
+) -> None:
     jobs = [make_job("flux-kontext-pro"), make_job("seedream-4")]
     Attempt.objects.filter(job__in=jobs).update(state="failed", error="boom")
     creates = emulated.counters()["creates_total"]
