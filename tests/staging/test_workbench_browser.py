@@ -58,6 +58,8 @@ def test_stage_a_listing_from_the_admin(admin_page, live_server, qcluster, scree
     page.locator("#estimate strong", has_text=expected).wait_for()
     assert page.locator("#confirm").is_enabled()
     assert Listing.objects.count() == 0  # nothing before the cost is confirmed
+    inputs_x = {round(page.locator(f"#id_{name}").bounding_box()["x"]) for name in ("name", "model", "instructions")}
+    assert len(inputs_x) == 1  # the admin's aligned rows: every input starts in one column
     screenshot("workbench-upload")
 
     page.click("#confirm")
