@@ -361,7 +361,8 @@ def webhook_secret(*, refresh: bool = False) -> str:
 
     Every process reads the one copy in Django's cache (the database's, or Redis), through a copy of its
     own trusted for `SECRET_SHARED_READ_SECONDS`, so a secret fetched anywhere (the daily refresh in a queue
-    worker, another web process) is used everywhere within seconds, and a steady webhook costs no query.
+    worker, another web process) is used everywhere within seconds, while a process reads the cache at most
+    once per `SECRET_SHARED_READ_SECONDS` however many webhooks arrive.
     `refresh` (a signature failed: the secret may have been rotated) takes a newer secret another process
     stored, else fetches it again, at most once a minute across all processes, so forged webhooks cannot
     make us hammer the API.
