@@ -22,6 +22,8 @@ def test_spend_page_in_the_browser(admin_page, live_server, screenshot) -> None:
     page = admin_page
     _spent("flux-kontext-pro", "0.08")
     _spent("seedream-4", "0.02")
+    assert page.title() == "Workbench | Virtual Staging"  # the admin is branded as the service
+    screenshot("admin-index")
     page.get_by_role("link", name="Daily spend").click()
     bars = page.locator("#spend-chart .spend-bar")
     bars.first.wait_for()
