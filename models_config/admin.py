@@ -38,14 +38,14 @@ _SAVED = "_models_config_saved"
 @admin.register(ModelConfig)
 class ModelConfigAdmin(admin.ModelAdmin):
     form = ModelConfigForm
-    list_display = ["title", "slug", "active_number", "active_comment", "active_author", "updated_at"]
+    list_display = ["title", "slug", "active_number", "canary_display", "active_comment", "active_author", "updated_at"]
     list_display_links = ["title", "slug"]
     search_fields = ["slug"]
 
     # --- list -----------------------------------------------------------------------------------
 
     def get_queryset(self, request: HttpRequest):
-        return model_configs().select_related("active_version__author")
+        return model_configs().select_related("active_version__author", "candidate_version")
 
     @admin.display(description="model", ordering="slug")
     def title(self, obj: ModelConfig) -> str:
@@ -55,6 +55,13 @@ class ModelConfigAdmin(admin.ModelAdmin):
     @admin.display(description="active version", ordering="active_version__number")
     def active_number(self, obj: ModelConfig) -> str:
         return f"v{obj.active_version.number}" if obj.active_version_id else "—"
+
+    @admin.display(description="canary")
+    def canary_display(self, obj: ModelConfig) -> str:
+        """A running canary is seen in the list, not only on the model's page (docs/architecture.md#canary)."""
+        if not obj.candidate_version_id:
+            return "—"
+        return f"v{obj.candidate_version.number} on {obj.canary_share:.1%} of new jobs"
 
     @admin.display(description="comment")
     def active_comment(self, obj: ModelConfig) -> str:

@@ -26,7 +26,7 @@ from api.schemas import WITH_BODY, ConflictOut, error_responses
 
 from . import canary, selectors, services
 from .jsonform import adapted_schema
-from .models import CHANGE_CONFIG_PERMISSION, COMMENT_MAX_LENGTH, ConfigEvent, clean_comment
+from .models import CHANGE_CONFIG_PERMISSION, COMMENT_MAX_LENGTH, ConfigEvent, ModelConfig, clean_comment
 from .registry import REGISTRY, get_spec
 
 VIEW_PERMS = ("models_config.view_modelconfig", "models_config.change_modelconfig")
@@ -41,17 +41,18 @@ Slug = Annotated[str, Path(), Field(description="A registered model slug.", json
 # --- schemas ------------------------------------------------------------------------------------
 
 
+class CanaryOut(Schema):
+    version: int = Field(description="The candidate version.")
+    share: Decimal = Field(description="Share of new jobs (0 to 1) that run on the candidate.")
+
+
 class ModelOut(Schema):
     slug: str
     title: str
     ref: str
     active_version: int | None
+    canary: CanaryOut | None = Field(None, description="The canary running, if any.")
     updated_at: datetime | None
-
-
-class CanaryOut(Schema):
-    version: int = Field(description="The candidate version.")
-    share: Decimal = Field(description="Share of new jobs (0 to 1) that run on the candidate.")
 
 
 class ConfigOut(Schema):
@@ -143,7 +144,10 @@ def _config_out(slug: str) -> dict[str, Any]:
 
 
 def _canary_out(slug: str) -> dict[str, Any] | None:
-    row = selectors.model_configs().filter(slug=slug).select_related("candidate_version").first()
+    return _canary_of(selectors.model_configs().filter(slug=slug).first())
+
+
+def _canary_of(row: ModelConfig | None) -> dict[str, Any] | None:
     if row is None or row.candidate_version_id is None:
         return None
     return {"version": row.candidate_version.number, "share": row.canary_share}
@@ -166,6 +170,7 @@ def list_models(request: HttpRequest) -> list[dict[str, Any]]:
                 "title": spec.title,
                 "ref": spec.ref,
                 "active_version": active,
+                "canary": _canary_of(row),
                 "updated_at": row.updated_at if row else None,
             }
         )

@@ -213,7 +213,7 @@ def saving_context() -> dict[str, Any]:
 
 
 def model_configs() -> QuerySet[ModelConfig]:
-    return ModelConfig.objects.select_related("active_version")
+    return ModelConfig.objects.select_related("active_version", "candidate_version")
 
 
 def versions_of(slug: str) -> QuerySet[ModelConfigVersion]:

@@ -184,9 +184,15 @@ class StagingJobAdmin(WorkbenchMixin, admin.ModelAdmin):
     )
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None):
-        """Every field is read-only (jobs change through actions), so offer no save buttons; the template
+        """Every field is read-only (jobs change through actions), so offer no save buttons ("Add" is the
+        workbench, which would otherwise bring "Save and add another"); the template
         (admin/staging/stagingjob/change_form.html) adds every attempt's outputs and the before/after slider."""
-        extra_context = {**(extra_context or {}), "show_save": False, "show_save_and_continue": False}
+        extra_context = {
+            **(extra_context or {}),
+            "show_save": False,
+            "show_save_and_continue": False,
+            "show_save_and_add_another": False,
+        }
         job = self.get_object(request, object_id)
         if job is not None:
             extra_context.update(compare_context(job))

@@ -221,7 +221,9 @@ class WorkbenchMixin:
         policy = services.OverridePolicy.of(request.user)
         try:
             if listing is not None:  # the form's model and style are the listing's (shown, not changeable)
-                listings.add_photos(listing, photos, instructions=data["instructions"], policy=policy)
+                listings.add_photos(
+                    listing, photos, instructions=data["instructions"], policy=policy, created_by=request.user
+                )
                 self.message_user(request, f"{len(photos)} photo(s) added to listing {listing.name!r}.")
                 return HttpResponseRedirect(reverse("admin:staging_listing_change", args=[listing.pk]))
             if data["name"] or len(photos) > 1:
@@ -243,6 +245,7 @@ class WorkbenchMixin:
                 style=data["style"],
                 instructions=data["instructions"],
                 policy=policy,
+                created_by=request.user,
             )
         except StagingError as exc:
             self.message_user(request, f"Nothing was staged: {_describe(exc)}", messages.ERROR)

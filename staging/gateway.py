@@ -17,6 +17,7 @@ are never retried here: the pipeline decides, because a repeated create costs mo
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -30,6 +31,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import replicate
 from django.conf import settings
+from django.core.cache import cache
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 from replicate.exceptions import ReplicateError
@@ -50,9 +52,13 @@ WEBHOOK_EVENTS = ["start", "completed"]
 
 _local = threading.local()
 _secret_lock = threading.Lock()
-# (API base URL, token) -> (secret, time.monotonic() when fetched). Public so tests can start empty.
+# (API base URL, token) -> (secret, time.time() when this process last read it from the shared cache or the
+# API): the per-process copy in front of the shared one. Public so tests can start empty.
 secret_cache: dict[tuple[str, str], tuple[str, float]] = {}
 SECRET_REFRESH_SECONDS = 60.0
+# How long a process trusts its own copy before reading the shared cache again: a secret the daily
+# refresh fetched in a queue worker reaches every web process within this (docs/operations.md#the-webhook-secret).
+SECRET_SHARED_READ_SECONDS = 5.0
 
 
 class PredictionStatus(StrEnum):
@@ -351,20 +357,68 @@ def upload_file(fileobj: IO[bytes], filename: str, content_type: str) -> str:
 
 
 def webhook_secret(*, refresh: bool = False) -> str:
-    """`REPLICATE_WEBHOOK_SECRET`, else the account's secret fetched from the API and cached.
+    """`REPLICATE_WEBHOOK_SECRET`, else the account's secret fetched from the API, kept in the shared cache.
 
-    `refresh` fetches it again (at most once a minute, so forged webhooks cannot make us hammer the
-    API): a signature that fails against the cached secret may mean the secret was rotated.
+    Every process reads the one copy in Django's cache (the database's, or Redis), through a copy of its
+    own trusted for `SECRET_SHARED_READ_SECONDS`, so a secret fetched anywhere (the daily refresh in a queue
+    worker, another web process) is used everywhere within seconds, while a process reads the cache at most
+    once per `SECRET_SHARED_READ_SECONDS` however many webhooks arrive.
+    `refresh` (a signature failed: the secret may have been rotated) takes a newer secret another process
+    stored, else fetches it again, at most once a minute across all processes, so forged webhooks cannot
+    make us hammer the API.
     """
     if settings.REPLICATE_WEBHOOK_SECRET:
         return settings.REPLICATE_WEBHOOK_SECRET
     key = (settings.REPLICATE_BASE_URL, settings.REPLICATE_API_TOKEN)
     with _secret_lock:
-        cached = secret_cache.get(key)
-        stale = refresh and cached is not None and time.monotonic() - cached[1] > SECRET_REFRESH_SECONDS
-        if cached is None or stale:
-            cached = secret_cache[key] = (_fetch_secret(), time.monotonic())
-        return cached[0]
+        now = time.time()
+        local = secret_cache.get(key)
+        if local is not None and not refresh and now - local[1] < SECRET_SHARED_READ_SECONDS:
+            return local[0]
+        shared = _read_shared_secret(key)
+        if shared is not None:
+            secret, fetched_at = shared
+            newer_elsewhere = local is None or secret != local[0]
+            if not refresh or newer_elsewhere or now - fetched_at <= SECRET_REFRESH_SECONDS:
+                secret_cache[key] = (secret, now)
+                return secret
+        elif local is not None and now - local[1] <= SECRET_REFRESH_SECONDS:
+            return local[0]  # no shared copy (the cache is unreachable): at most one fetch a minute here
+        return _store_secret(key, _fetch_secret())
+
+
+def _shared_secret_key(key: tuple[str, str]) -> str:
+    """The cache key names the account by a hash: the API token itself never reaches the cache."""
+    digest = hashlib.sha256("\n".join(key).encode()).hexdigest()[:32]
+    return f"staging:webhook-secret:{digest}"
+
+
+def _read_shared_secret(key: tuple[str, str]) -> tuple[str, float] | None:
+    """The shared copy and when it was fetched; None when absent, malformed, or the cache is unreachable
+    (then the API is asked, as before there was a shared copy)."""
+    try:
+        value = cache.get(_shared_secret_key(key))
+    except Exception:
+        logger.warning("The shared cache is unreachable: fetching the webhook secret from Replicate.")
+        return None
+    if not isinstance(value, dict):
+        return None
+    secret, fetched_at = value.get("key"), value.get("fetched_at")
+    if not isinstance(secret, str) or not secret or not isinstance(fetched_at, int | float):
+        return None
+    return secret, float(fetched_at)
+
+
+def _store_secret(key: tuple[str, str], secret: str) -> str:
+    """Keep a freshly fetched secret in this process and in the shared cache (no expiry: the daily refresh
+    and failed signatures replace it)."""
+    now = time.time()
+    secret_cache[key] = (secret, now)
+    try:
+        cache.set(_shared_secret_key(key), {"key": secret, "fetched_at": now}, timeout=None)
+    except Exception:
+        logger.warning("The shared cache is unreachable: the webhook secret is kept in this process only.")
+    return secret
 
 
 def _fetch_secret() -> str:
@@ -376,17 +430,18 @@ def _fetch_secret() -> str:
 
 
 def refresh_webhook_secret() -> str:
-    """Fetch the account's webhook secret again and store it in this process's cache (the daily schedule).
+    """Fetch the account's webhook secret again into the shared cache (the daily schedule).
 
-    A rotated secret then reaches the worker before a webhook signed with it is refused once. Returns a line
-    for the task result that never contains the secret itself.
+    Web processes pick it up from there within `SECRET_SHARED_READ_SECONDS`, so a rotated secret is in use
+    before a webhook signed with it is refused once. Returns a line for the task result that never
+    contains the secret itself.
     """
     if settings.REPLICATE_WEBHOOK_SECRET:
         return "REPLICATE_WEBHOOK_SECRET is set: nothing to fetch."
     key = (settings.REPLICATE_BASE_URL, settings.REPLICATE_API_TOKEN)
     secret = _fetch_secret()
     with _secret_lock:
-        previous = secret_cache.get(key)
-        secret_cache[key] = (secret, time.monotonic())
+        previous = _read_shared_secret(key) or secret_cache.get(key)
+        _store_secret(key, secret)
     changed = previous is not None and previous[0] != secret
     return "Webhook secret fetched" + (" (it changed)." if changed else ".")

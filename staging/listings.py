@@ -107,7 +107,14 @@ def create_listing(
         listing = Listing.objects.create(
             name=name, style=style or DEFAULT_STYLE, model_slug=spec.slug, seed=seed, created_by=created_by
         )
-        add_photos(listing, photos, instructions=instructions, config_override=config_override, policy=policy)
+        add_photos(
+            listing,
+            photos,
+            instructions=instructions,
+            config_override=config_override,
+            policy=policy,
+            created_by=created_by,
+        )
     return listing
 
 
@@ -118,8 +125,12 @@ def add_photos(
     instructions: str = "",
     config_override: Mapping[str, Any] | None = None,
     policy: services.OverridePolicy = services.PER_JOB_ONLY,
+    created_by: AbstractBaseUser | None = None,
 ) -> list[StagingJob]:
-    """One job per photo, in the listing's model, style and seed; all are stored, or nothing is (files too)."""
+    """One job per photo, in the listing's model, style and seed; all are stored, or nothing is (files too).
+
+    `created_by` (who uploads) is recorded on every job: it decides who may see the job
+    (docs/architecture.md#who-sees-a-job)."""
     if not photos:
         raise JobInputError.about("images", "Attach at least one photo (`images`).", "missing")
     made: list[StagingJob] = []
@@ -138,6 +149,7 @@ def add_photos(
                         config_override=config_override,
                         policy=policy,
                         listing=listing,
+                        created_by=created_by,
                     )
                 except ImageRejected as exc:
                     errors.append({"loc": ["images", index], "msg": str(exc), "type": "value_error"})

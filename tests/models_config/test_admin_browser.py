@@ -35,7 +35,7 @@ def open_config_page(page, live_server) -> ModelConfig:
     return row
 
 
-def test_edit_config_in_the_browser(page, live_server) -> None:
+def test_edit_config_in_the_browser(page, live_server, screenshot) -> None:
     services.ensure_config_rows()
     row = open_config_page(page, live_server)
     # the django-jsonform widget renders the schema's fields, with pydantic's titles and help texts
@@ -56,7 +56,7 @@ def test_edit_config_in_the_browser(page, live_server) -> None:
     assert error.is_visible()
     assert page.locator(".errornote").is_visible()
     assert ModelConfigVersion.objects.filter(model_config=row).count() == 1
-    page.screenshot(path="/tmp/admin-error.png", full_page=True)
+    screenshot("config-error")
 
     # fixed, with a comment: version 2 is created and listed as active
     quality = page.locator('input[name="rjf§output_quality"]')
@@ -75,7 +75,7 @@ def test_edit_config_in_the_browser(page, live_server) -> None:
     assert "Smaller files for the gallery" in new_row.inner_text()
     assert "active" in new_row.inner_text()
     assert page.locator('input[name="rjf§output_quality"]').input_value() == "80"
-    page.screenshot(path="/tmp/admin.png", full_page=True)
+    screenshot("config-saved")
 
     version = ModelConfig.objects.get(slug=SLUG).active_version
     assert (version.number, version.config["output_quality"], version.author.username) == (2, 80, "admin")
@@ -85,7 +85,7 @@ def canary_row() -> ModelConfig:
     return ModelConfig.objects.select_related("candidate_version", "active_version").get(slug=SLUG)
 
 
-def test_start_a_canary_and_promote_it_in_the_browser(page, live_server) -> None:
+def test_start_a_canary_and_promote_it_in_the_browser(page, live_server, screenshot) -> None:
     services.ensure_config_rows()
     services.save_version(SLUG, changed_config(SLUG, "v2"), author=None, comment="v2 to try")
     services.activate_version(SLUG, 1, comment="v1 stays active for now")
@@ -97,6 +97,12 @@ def test_start_a_canary_and_promote_it_in_the_browser(page, live_server) -> None
     start.locator("button").click()
     page.locator("#canary-status", has_text="v2 (candidate) takes 0.300").wait_for()
     assert (canary_row().candidate_version.number, canary_row().canary_share) == (2, Decimal("0.300"))
+    screenshot("config-canary-running")
+    config_page = page.url
+    page.goto(f"{live_server.url}/admin/models_config/modelconfig/")  # the list shows the canary too
+    assert page.locator("td.field-canary_display", has_text="v2 on 30.0% of new jobs").is_visible()
+    screenshot("config-changelist")
+    page.goto(config_page)
 
     promote = page.locator("#canary-promote")
     promote.locator('input[name="canary_comment"]').fill("v2 wins")
@@ -106,4 +112,4 @@ def test_start_a_canary_and_promote_it_in_the_browser(page, live_server) -> None
     assert (canary_row().active_version.number, canary_row().candidate_version) == (2, None)
     promoted = page.locator('#config-history tr[data-kind="canary_promote"]')
     assert "v2 wins" in promoted.inner_text() and "admin" in promoted.inner_text()
-    page.screenshot(path="/tmp/admin-canary.png", full_page=True)
+    screenshot("config-canary-promoted")

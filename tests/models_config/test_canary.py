@@ -241,6 +241,9 @@ def test_the_api_starts_shows_promotes_a_canary(two_versions, editor_client: Cli
     assert response.status_code == 200, response.content
     assert response.json()["canary"] == {"version": 1, "share": "0.200"}
     assert editor_client.get(BASE).json()["canary"] == {"version": 1, "share": "0.200"}
+    listed = {item["slug"]: item for item in editor_client.get("/api/v1/admin/models/").json()}
+    assert listed[SLUG]["canary"] == {"version": 1, "share": "0.200"}  # the list shows it too
+    assert all(item["canary"] is None for slug, item in listed.items() if slug != SLUG)
     response = editor_client.post(f"{BASE}/canary/promote", {"comment": "ship it"}, "application/json")
     assert response.status_code == 200
     assert (response.json()["version"], response.json()["canary"]) == (1, None)

@@ -53,6 +53,7 @@ def test_start_promote_and_stop_from_the_page(v2: ModelConfig, editor_client: Cl
     assert (current().candidate_version.number, current().canary_share) == (1, Decimal("0.250"))
     page = editor_client.get(url(v2)).content.decode()
     assert "v1 (candidate) takes 0.250 of the new jobs" in page and 'id="canary-promote"' in page
+    assert "v1 on 25.0% of new jobs" in editor_client.get(CHANGELIST).content.decode()  # seen in the list too
 
     response = editor_client.post(url(v2, "canary/stop/"), {"canary_comment": "not now"})
     assert last_message(response)[0] == "success" and current().candidate_version is None
@@ -133,3 +134,10 @@ def test_the_metrics_table_shows_each_version_per_arm(v2: ModelConfig, editor_cl
 
 def test_the_metrics_hook_is_registered_by_staging() -> None:
     assert hooks._metrics_reader is by_version
+
+
+@pytest.mark.django_db
+def test_with_one_version_the_page_says_why_no_canary_can_start(rows, editor_client: Client) -> None:
+    page = editor_client.get(url(current())).content.decode()
+    assert 'id="canary-none"' in page and "Save another version first" in page
+    assert 'id="canary-start"' not in page  # no form with an empty candidate list

@@ -75,7 +75,12 @@ def test_diff_of_two_versions_picked_in_the_history(admin_page, screenshot, live
     assert template.bounding_box()["width"] >= 600  # wide enough for a paragraph
     assert page.title() == "FLUX.1 Kontext [pro] | Change model configuration | Virtual Staging"
     assert fits(page)
+    # The canary module follows the floated form: it must start below it, or its heading's blue band
+    # spreads behind the whole form.
+    form_box = page.locator("#modelconfig_form").bounding_box()
+    assert page.locator("#canary").bounding_box()["y"] >= form_box["y"] + form_box["height"] - 1
     screenshot("config-change")
+    screenshot("config-change-viewport", full_page=False)
     page.check('input[name="a"][value="1"]')
     page.check('input[name="b"][value="3"]')
     page.click("#compare-versions")

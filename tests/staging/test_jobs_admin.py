@@ -56,13 +56,18 @@ def test_detail_shows_original_outputs_and_attempt_input(staff: Client, jobs) ->
     assert attempt.prediction_id in html
     assert attempt.token not in html  # the webhook credential is never shown
     assert "0.0400" in html  # cost
-    assert 'name="_save"' not in html and 'name="_continue"' not in html  # read-only: no save buttons
+    # Read-only: no save row at all, though "Add" (the workbench) is allowed.
+    assert page.context["has_add_permission"]
+    for button in ('name="_save"', 'name="_continue"', 'name="_addanother"', 'class="closelink"', "submit-row"):
+        assert button not in html
     failed_page = staff.get(reverse("admin:staging_stagingjob_change", args=[jobs["failed"].pk])).content.decode()
     assert "The prediction failed: E1234" in failed_page and "Permanent" in failed_page
 
 
 def test_add_is_the_workbench_and_there_is_no_delete(staff: Client, jobs) -> None:
     assert "Stage photos" in staff.get(reverse("admin:staging_stagingjob_add")).content.decode()
+    changelist = staff.get(reverse(CHANGELIST)).content.decode()
+    assert reverse("admin:staging_stagingjob_add") in changelist  # the changelist's "Add" leads to the workbench
     assert staff.get(reverse("admin:staging_stagingjob_delete", args=[jobs["done"].pk])).status_code == 403
 
 

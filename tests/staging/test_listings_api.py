@@ -58,7 +58,7 @@ def nothing_stored():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_listing_of_three_photos_stages_and_exports(pipeline, operator_client) -> None:
+def test_listing_of_three_photos_stages_and_exports(pipeline, operator, operator_client) -> None:
     response = post_listing(
         operator_client, style="coastal", room_types=["living room", "bedroom", "kitchen"], instructions="warm light"
     )
@@ -69,6 +69,7 @@ def test_listing_of_three_photos_stages_and_exports(pipeline, operator_client) -
     assert {(job["style"], job["seed"], job["listing"]) for job in body["jobs"]} == {
         ("coastal", body["seed"], body["id"])
     }
+    assert {job.created_by for job in StagingJob.objects.filter(listing=body["id"])} == {operator}  # who sees them
     for job in body["jobs"]:
         assert drive(job["id"]) == "succeeded"
     listed = operator_client.get(f"{URL}/{body['id']}").json()

@@ -3,8 +3,6 @@ press Cancel, and nothing was spent (no attempt, no prediction)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from django.contrib.auth.models import User
 
@@ -15,7 +13,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def test_cancel_at_the_confirmation_page_spends_nothing(
-    browser_page, live_server, make_job, emulated, tmp_path: Path
+    browser_page, live_server, make_job, emulated, screenshot
 ) -> None:
     jobs = [make_job("flux-kontext-pro"), make_job("seedream-4")]
     Attempt.objects.filter(job__in=jobs).update(state="failed", error="boom")
@@ -34,10 +32,7 @@ def test_cancel_at_the_confirmation_page_spends_nothing(
     assert page.locator("#retry-count").inner_text() == "2"
     assert page.locator("#retry-total").inner_text() == "$0.07"
     assert page.locator("#retry-confirm").input_value() == "Confirm: spend about $0.07"
-    artifacts = tmp_path / "artifacts"
-    artifacts.mkdir()
-    page.screenshot(path=str(artifacts / "retry-confirmation.png"), full_page=True)
-    assert (artifacts / "retry-confirmation.png").stat().st_size > 0
+    screenshot("retry-confirmation")
 
     page.click("#retry-cancel")
     page.wait_for_url(f"{live_server.url}/admin/staging/stagingjob/")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
+import time_machine
 
 from replicate_emulator.webhooks import secret_bytes, sign
 from staging.models import Attempt, WebhookDelivery
@@ -13,6 +15,7 @@ from tests.fixtures.pipeline import attempts
 
 pytestmark = pytest.mark.django_db(transaction=True)
 URL = "/webhooks/replicate/"
+START = datetime.now(UTC)
 
 
 @pytest.fixture
@@ -98,18 +101,22 @@ def test_get_is_not_allowed(client, pipeline):
     assert client.get(URL).status_code == 405
 
 
-def test_a_rotated_secret_is_fetched_again_at_most_once_a_minute(client, pipeline, submitted, monkeypatch):
+def test_a_rotated_secret_is_fetched_again_at_most_once_a_minute(client, pipeline, submitted):
+    from django.core.cache import cache
+
     from staging import gateway
 
     attempt, prediction = submitted
     body = json.dumps(prediction)
     key = (gateway.settings.REPLICATE_BASE_URL, gateway.settings.REPLICATE_API_TOKEN)
     old_secret = "whsec_" + "QUJD" * 8
-    # The cache holds the secret from before a rotation, fetched just now: no refetch yet.
-    monkeypatch.setitem(gateway.secret_cache, key, (old_secret, time.monotonic()))
-    assert post(client, body, token=attempt.token, headers=signed(pipeline.webhook_secret, body)).status_code == 401
+    # The shared cache holds the secret from before a rotation, fetched just now: no refetch yet.
+    with time_machine.travel(START, tick=False):
+        cache.set(gateway._shared_secret_key(key), {"key": old_secret, "fetched_at": time.time()}, timeout=None)
+        assert post(client, body, token=attempt.token, headers=signed(pipeline.webhook_secret, body)).status_code == 401
     # Older than a minute: the failing signature makes it fetch the current secret, and the message passes.
-    monkeypatch.setitem(gateway.secret_cache, key, (old_secret, time.monotonic() - 120))
-    answer = post(client, body, token=attempt.token, headers=signed(pipeline.webhook_secret, body, msg_id="msg_2"))
-    assert answer.status_code == 200
+    with time_machine.travel(START + timedelta(seconds=120), tick=False):
+        headers = signed(pipeline.webhook_secret, body, msg_id="msg_2")
+        assert post(client, body, token=attempt.token, headers=headers).status_code == 200
     assert gateway.secret_cache[key][0] == pipeline.webhook_secret
+    assert cache.get(gateway._shared_secret_key(key))["key"] == pipeline.webhook_secret

@@ -76,6 +76,8 @@ def test_confirmed_upload_of_three_photos_creates_a_listing_and_shows_its_jobs(s
     jobs = list(listing.jobs.order_by("pk"))
     assert [job.room_type for job in jobs] == ["living room", "bedroom", "bathroom"]
     assert {job.style for job in jobs} == {"mid-century"}
+    # Whoever uploads owns the jobs, as through the API: it decides who may see them.
+    assert {job.created_by.username for job in jobs} == {"bench"} and listing.created_by.username == "bench"
     page = staff.get(response["Location"]).content.decode()
     assert all(f'data-job="{job.pk}"' in page for job in jobs)  # the jobs appear at once
     assert "staging/live.js" in page and "Export clean" in page
@@ -100,7 +102,7 @@ def test_one_photo_without_a_name_is_a_single_job(staff, pipeline) -> None:
         reverse(ADD), {"model": MODEL, "style": "modern", "images": photos(1), "estimated_cost": str(price(1))}
     )
     job = StagingJob.objects.get()
-    assert job.listing is None
+    assert job.listing is None and job.created_by.username == "bench"
     assert response.status_code == 302 and f"ids={job.pk}" in response["Location"]
     page = staff.get(response["Location"]).content.decode()
     assert f'data-job="{job.pk}"' in page
@@ -174,6 +176,7 @@ def test_adding_photos_to_a_listing_keeps_its_model_and_style(staff, pipeline) -
     assert len(jobs) == 3 and {(job.model_slug, job.style, job.seed) for job in jobs} == {
         (MODEL, "rustic", listing.seed)
     }
+    assert [job.created_by and job.created_by.username for job in jobs] == [None, "bench", "bench"]
     assert Listing.objects.count() == 1
 
 

@@ -33,7 +33,7 @@ DROP = """([zone, photos]) => {
 }"""
 
 
-def test_stage_a_listing_from_the_admin(admin_page, live_server, qcluster) -> None:
+def test_stage_a_listing_from_the_admin(admin_page, live_server, qcluster, screenshot) -> None:
     page = admin_page
     ARTIFACTS.mkdir(exist_ok=True)
     config_services.ensure_config_rows()
@@ -58,7 +58,9 @@ def test_stage_a_listing_from_the_admin(admin_page, live_server, qcluster) -> No
     page.locator("#estimate strong", has_text=expected).wait_for()
     assert page.locator("#confirm").is_enabled()
     assert Listing.objects.count() == 0  # nothing before the cost is confirmed
-    page.screenshot(path=str(ARTIFACTS / "workbench-upload.png"), full_page=True)
+    inputs_x = {round(page.locator(f"#id_{name}").bounding_box()["x"]) for name in ("name", "model", "instructions")}
+    assert len(inputs_x) == 1  # the admin's aligned rows: every input starts in one column
+    screenshot("workbench-upload")
 
     page.click("#confirm")
     page.wait_for_selector("table.staging-live")
@@ -71,7 +73,7 @@ def test_stage_a_listing_from_the_admin(admin_page, live_server, qcluster) -> No
     )
     assert page.evaluate("window.__stillTheSamePage === true")  # updated live, never reloaded
     page.locator("td.outputs a.labelled").first.wait_for()
-    page.screenshot(path=str(ARTIFACTS / "workbench-listing.png"), full_page=True)
+    screenshot("workbench-listing")
 
     clean_href = page.locator("td.outputs a.clean").first.get_attribute("href")
     labelled_href = page.locator("td.outputs a.labelled").first.get_attribute("href")
@@ -84,3 +86,15 @@ def test_stage_a_listing_from_the_admin(admin_page, live_server, qcluster) -> No
     labelled_image = Image.open(io.BytesIO(labelled.body()))
     assert labelled_image.size == (stored.width, stored.height)
     labelled_image.save(ARTIFACTS / "workbench-labelled-output.png")
+
+    page.goto(f"{live_server.url}/admin/staging/stagingjob/")  # the changelists, as staff see them afterwards
+    assert page.locator("#result_list tbody tr").count() == 3
+    assert page.locator(".object-tools a.addlink").is_visible()  # "Add" stays: it is the workbench
+    screenshot("jobs-changelist")
+    page.goto(f"{live_server.url}/admin/staging/listing/")
+    assert page.locator("#result_list tbody tr").count() == 1
+    screenshot("listings-changelist")
+    page.goto(f"{live_server.url}/admin/staging/stagingjob/{jobs[0].pk}/change/")
+    page.locator("#ba-slider").wait_for()
+    assert page.locator(".submit-row").count() == 0  # a job is read-only: no save buttons
+    screenshot("job-page")
