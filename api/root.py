@@ -15,6 +15,7 @@ from ninja import NinjaAPI
 
 from models_config.api import router as models_config_router
 from staging.api import router as jobs_router
+from staging.files_api import router as job_files_router
 from staging.listings_api import router as listings_router
 from staging.metrics_api import router as metrics_router
 from staging.spend_api import router as spend_router
@@ -41,5 +42,7 @@ api.add_router("/admin/models/", models_config_router, auth=api_auth("config"))
 api.add_router("/admin/models/", metrics_router, auth=api_auth("config"))
 api.add_router("/admin/spend", spend_router, auth=api_auth("config"))
 api.add_router("/jobs", jobs_router, auth=api_auth("jobs"))
+# After the jobs router: `/{id}/outputs/{n}/choose` must be matched before `/{id}/outputs/{n}/{kind}`.
+api.add_router("/jobs", job_files_router, auth=api_auth("jobs"))
 api.add_router("/listings", listings_router, auth=api_auth("jobs"))
 api.add_router("/tokens", tokens_router, auth=api_auth(UNSCOPED))

@@ -1,6 +1,6 @@
 """The model registry: one line per supported Replicate model.
 
-Adding a model is one schema pair in `schemas.py`, a builder in `builders.py` when `build_standard`
+Adding a model is one schema module in `schemas/`, a builder in `builders.py` when `build_standard`
 does not fit, and one line in `_SPECS` below. Everything else (admin form, config API, emulator,
 pipeline, cost estimates) asks the model's `ModelSpec` what a config produces (how many images,
 where the photo goes, what it costs) instead of restating it. Like `schemas`, this module imports

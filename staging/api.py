@@ -1,4 +1,5 @@
-"""The jobs API (mounted at /api/v1/jobs): create a staging job, follow it, reprocess it, read its files.
+"""The jobs API (mounted at /api/v1/jobs): create a staging job, follow it, reprocess it, cancel it, choose its
+output. Its files are served by `files_api`, mounted at the same place.
 
 Handlers are thin: they parse and check the request, fetch a photo URL through `fetch` (the SSRF
 defences live there), and call `services` / `selectors`. What those raise is answered by `api.errors`
@@ -17,11 +18,10 @@ from __future__ import annotations
 import io
 import json
 import math
-from typing import Any, Literal
+from typing import Any
 
 from django.core.files.uploadedfile import UploadedFile
-from django.db.models.fields.files import FieldFile
-from django.http import FileResponse, HttpRequest
+from django.http import HttpRequest
 from django.urls import reverse
 from ninja import Query, Router, Status
 from ninja.errors import HttpError
@@ -32,7 +32,7 @@ from api.errors import field_error, invalid
 from api.schemas import WITH_BODY, error_responses
 from models_config.schemas import field_errors
 
-from . import delivery, derivatives, fetch, gateway, listings, media, selectors, services
+from . import delivery, derivatives, fetch, gateway, listings, selectors, services
 from .models import Attempt, DerivativeKind, StagedImage, StagingJob
 from .schemas import (
     CREATE_JOB_OPENAPI,
@@ -48,17 +48,6 @@ from .schemas import (
 from .selectors import CHANGE_PERM, CREATE_PERM
 
 router = Router(tags=["jobs"])  # authenticated by the API root (api/root.py)
-
-# The file endpoints answer the file itself; ninja cannot describe a binary body from a return type.
-FILE_OPENAPI: dict[str, Any] = {
-    "responses": {
-        200: {
-            "description": "The stored file, streamed (JPEG, PNG or WebP).",
-            "content": {"image/*": {"schema": {"type": "string", "format": "binary"}}},
-        }
-    }
-}
-
 
 # --- request parsing ----------------------------------------------------------------------------
 
@@ -131,7 +120,8 @@ def _parse_reprocess(request: HttpRequest) -> ReprocessIn:
 
 
 def _url(request: HttpRequest, name: str, **kwargs: Any) -> str:
-    """The absolute URL of one of the file endpoints below: files are only ever linked through them."""
+    """The absolute URL of one of the jobs API's endpoints (`files_api`'s for files: they are only ever linked
+    through them)."""
     return request.build_absolute_uri(reverse(f"api:{name}", kwargs=kwargs))
 
 
@@ -232,19 +222,12 @@ def _output_out(request: HttpRequest, image: StagedImage, attempt: Attempt, chos
     }
 
 
-def _visible(request: HttpRequest, job_id: int) -> StagingJob:
+def visible_job(request: HttpRequest, job_id: int) -> StagingJob:
     """The job, if the caller may see it; else the same 404 as for an id that does not exist."""
     job = selectors.visible_jobs(request.auth).filter(pk=job_id).first()
     if job is None:
         raise HttpError(404, f"No job {job_id}.")
     return job
-
-
-def _stream(file: FieldFile) -> FileResponse:
-    try:
-        return media.file_response(file.name, file.storage)
-    except FileNotFoundError:
-        raise HttpError(404, "The file is missing from storage.") from None
 
 
 # --- endpoints ----------------------------------------------------------------------------------
@@ -320,7 +303,7 @@ def list_jobs(request: HttpRequest, query: Query[JobListQuery]) -> dict[str, Any
     summary="A job, its attempts and outputs",
 )
 def get_job(request: HttpRequest, job_id: int) -> dict[str, Any]:
-    _visible(request, job_id)
+    visible_job(request, job_id)
     return job_out(request, job_id)
 
 
@@ -337,7 +320,7 @@ def reprocess(request: HttpRequest, job_id: int) -> Status:
     check, rather than by ninja (which would refuse an empty non-JSON body before the handler runs).
     """
     user = require_perm(request, CHANGE_PERM)
-    _visible(request, job_id)
+    visible_job(request, job_id)
     payload = _parse_reprocess(request)
     attempt = services.retry_job(job_id, payload.config, policy=services.OverridePolicy.of(user))
     attempt.refresh_from_db()  # with a synchronous queue it may have moved on already
@@ -353,7 +336,7 @@ def cancel(request: HttpRequest, job_id: int) -> Status:
     """Stops paying for the job: its unfinished attempt is canceled here and, when a prediction runs, at
     Replicate. 409 when nothing is unfinished (the job keeps what it delivered)."""
     user = require_perm(request, CHANGE_PERM)
-    _visible(request, job_id)
+    visible_job(request, job_id)
     attempt = services.cancel_job(job_id, reason=f"Canceled through the API by {user.get_username()}.")
     if attempt is None or attempt.state != Attempt.State.CANCELED:
         status = selectors.get_job(job_id).derived_status
@@ -371,63 +354,6 @@ def choose_output(request: HttpRequest, job_id: int, index: int, attempt: int | 
     """Output `index` of attempt `attempt` (default: the delivering attempt) becomes the job's `chosen` output;
     downloads and exports then deliver it. Choosing costs nothing and can be changed at any time."""
     user = require_perm(request, CHANGE_PERM)
-    _visible(request, job_id)
+    visible_job(request, job_id)
     delivery.choose_output(job_id, index, attempt, user=user)
     return job_out(request, job_id)
-
-
-# --- files --------------------------------------------------------------------------------------
-# Stored files are only readable here (by who may see the job, `selectors.visible_jobs`) and, for
-# Replicate, through a signed link (docs/operations.md#photos-and-outputs); the admin's images link here too.
-
-
-@router.get(
-    "/{int:job_id}/original",
-    response=error_responses(404),
-    url_name="job-original",
-    summary="The job's original photo, as uploaded",
-    openapi_extra=FILE_OPENAPI,
-)
-def get_original(request: HttpRequest, job_id: int) -> FileResponse:
-    return _stream(_visible(request, job_id).photo)
-
-
-@router.get(
-    "/{int:job_id}/outputs/{int:index}",
-    response=error_responses(404, 422),
-    url_name="job-output",
-    summary="One stored output of the job (its `index` in `outputs`)",
-    openapi_extra=FILE_OPENAPI,
-)
-def get_output(
-    request: HttpRequest,
-    job_id: int,
-    index: int,
-    label: Literal["none", "default"] = "none",
-    attempt: int | None = None,
-) -> FileResponse:
-    """`label=none` (the default): the clean output as Replicate made it; `label=default`: a copy with the
-    disclosure label, made from the clean file on first request (docs/architecture.md#disclosure-labels).
-    `attempt`: of that attempt rather than of the delivering one (every attempt's outputs stay readable)."""
-    _visible(request, job_id)
-    image = selectors.output_of(job_id, index, attempt)
-    if label == "default":
-        return _stream(derivatives.make_derivative(image, DerivativeKind.LABELLED).file)
-    return _stream(image.file)
-
-
-@router.get(
-    "/{int:job_id}/outputs/{int:index}/{kind}",
-    response=error_responses(404, 422),
-    url_name="job-output-derivative",
-    summary="A file made from a stored output (`thumbnail`)",
-    openapi_extra=FILE_OPENAPI,
-)
-def get_output_derivative(
-    request: HttpRequest, job_id: int, index: int, kind: DerivativeKind, attempt: int | None = None
-) -> FileResponse:
-    _visible(request, job_id)
-    derivative = derivatives.get_derivative(selectors.output_of(job_id, index, attempt), kind)
-    if derivative is None:
-        raise HttpError(404, f"Output {index} of job {job_id} has no {kind}.")
-    return _stream(derivative.file)

@@ -13,6 +13,7 @@ from html import unescape
 
 import pytest
 from django.test import Client
+from pydantic import ValidationError
 
 from models_config import services
 from models_config.models import ModelConfig, ModelConfigVersion
@@ -25,7 +26,6 @@ from models_config.schemas import (
     MAX_STYLE_CHARS,
     PromptError,
     QwenImageEditConfig,
-    ValidationError,
     check_prompt,
     longest_prompt_chars,
     render_prompt,

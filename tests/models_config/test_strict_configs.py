@@ -13,11 +13,12 @@ from enum import Enum
 
 import pytest
 from django.test import Client
+from pydantic import ValidationError
 
 from models_config import services
 from models_config.models import ModelConfigVersion
 from models_config.registry import REGISTRY
-from models_config.schemas import MAX_SEED, QwenImageEditConfig, QwenOutputFormat, ValidationError
+from models_config.schemas import MAX_SEED, QwenImageEditConfig, QwenOutputFormat
 
 from .conftest import SLUG
 
