@@ -409,3 +409,23 @@ class SpendDay(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} {self.model_slug or 'all models'}: {self.spent} spent, {self.reserved} reserved"
+
+
+class RefusedCreates(models.Model):
+    """How many creates Replicate turned away, per model and HTTP status (0: never connected), for `/metrics`.
+
+    Counted in the database, like every other figure of `/metrics`, so refusals in every queue process on
+    every host add up and survive restarts; one row per (model, status) moved by an UPDATE ... + 1. A
+    refused create costs nothing and is sent again (docs/architecture.md#refused-creates).
+    """
+
+    model_slug = models.CharField(max_length=100)
+    status = models.PositiveSmallIntegerField(help_text="Replicate's HTTP status; 0 when no answer came.")
+    count = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["model_slug", "status"], name="unique_refusals_model_status")]
+        verbose_name_plural = "refused creates"
+
+    def __str__(self) -> str:
+        return f"{self.model_slug} {self.status or 'no answer'}: {self.count} refused"

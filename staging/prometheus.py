@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Iterator
+from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
 from django.http import HttpRequest, HttpResponse
 from django_q.models import OrmQ
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
 from prometheus_client.registry import Collector
 
 from . import spend_selectors
-from .models import Attempt
+from .models import Attempt, RefusedCreates
 
 S = Attempt.State
 
@@ -58,7 +59,36 @@ class PipelineCollector(Collector):
             finished.add_metric([row["job__model_slug"], row["state"], row["error_class"] or "none"], row["n"])
         queue = GaugeMetricFamily("staging_queue_depth", "Tasks waiting in the django-q2 queue.")
         queue.add_metric([], OrmQ.objects.count())
-        yield from (created, finished, in_flight, spend, queue, *self.budget())
+        yield from (created, finished, in_flight, spend, queue, *self.refusals_and_collects(), *self.budget())
+
+    def refusals_and_collects(self) -> Iterator[Metric]:
+        """Creates Replicate refused (unpaid, sent again) by status, and how long collecting outputs took.
+
+        Collect time is from Replicate's success news (`checked_at` when the attempt became collecting) to
+        the outputs stored (`finished_at`), summed over succeeded attempts: rate(sum) / rate(count) is the
+        mean collect time over any window.
+        """
+        refused = CounterMetricFamily(
+            "staging_creates_refused",
+            "Creates Replicate turned away (429, 5xx; status 0: no answer), sent again unpaid.",
+            labels=["model", "status"],
+        )
+        for row in RefusedCreates.objects.order_by("model_slug", "status"):
+            refused.add_metric([row.model_slug, str(row.status)], row.count)
+        collect = SummaryMetricFamily(
+            "staging_collect_seconds", "Time from Replicate's success to stored outputs.", labels=["model"]
+        )
+        took = ExpressionWrapper(F("finished_at") - F("checked_at"), output_field=DurationField())
+        rows = (
+            Attempt.objects.filter(state=S.SUCCEEDED, finished_at__isnull=False, checked_at__isnull=False)
+            .values("job__model_slug")
+            .annotate(n=Count("pk"), total=Sum(took))
+            .order_by("job__model_slug")
+        )
+        for row in rows:
+            total = row["total"] or timedelta(0)
+            collect.add_metric([row["job__model_slug"]], count_value=row["n"], sum_value=total.total_seconds())
+        yield from (refused, collect)
 
     def budget(self) -> Iterator[Metric]:
         """Held attempts and today's (UTC) counters per model; `model=""` is all models together."""

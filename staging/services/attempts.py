@@ -15,6 +15,8 @@ import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 from pydantic import ValidationError
 
@@ -24,7 +26,7 @@ from models_config.schemas import PromptError, check_prompt, describe_errors
 from .. import gateway, pacer, selectors, spend, storage, transitions
 from ..errors import PERMANENT, GatewayError, ReplicateNotConfigured, clamp_wait
 from ..gateway import Prediction
-from ..models import Arm, Attempt, ConfigSource
+from ..models import Arm, Attempt, ConfigSource, RefusedCreates
 from ..queue import enqueue, enqueue_at
 from ..transitions import Adoption
 
@@ -106,6 +108,8 @@ def submit_attempt(attempt_id: int) -> None:
             logger.warning("Create for attempt %s may have happened (%s); reconciling", attempt_id, exc)
             enqueue("reconcile_attempt", attempt_id)
             return
+        if exc.refused:
+            _count_refusal(job.model_slug, exc.status)
         _not_created(attempt_id, exc, claimed_at)
         return
     adopted = adopt_prediction(attempt_id, prediction)
@@ -129,6 +133,18 @@ def _not_created(attempt_id: int, exc: GatewayError, claimed_at: datetime) -> No
         transitions.refused(attempt_id, exc.message, retry_at=retry_at, claimed_at=claimed_at)
     else:
         transitions.fail(attempt_id, exc.message, exc.error_class)
+
+
+def _count_refusal(slug: str, status: int | None) -> None:
+    """One more refused create of `slug` with `status` (0: no answer), for `/metrics` (`RefusedCreates`)."""
+    key = {"model_slug": slug, "status": status or 0}
+    if RefusedCreates.objects.filter(**key).update(count=F("count") + 1):
+        return
+    try:
+        with transaction.atomic():
+            RefusedCreates.objects.create(**key, count=1)
+    except IntegrityError:  # another worker made the row first
+        RefusedCreates.objects.filter(**key).update(count=F("count") + 1)
 
 
 # --- News about a prediction ---------------------------------------------------------------------

@@ -8,7 +8,10 @@ import pytest
 from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
+from staging import services
 from staging.models import Attempt, StagingJob
+from tests.fixtures.photos import upload
+from tests.fixtures.pipeline import drive
 from tests.fixtures.users import logged_in, make_staff
 
 pytestmark = pytest.mark.django_db
@@ -70,3 +73,18 @@ def test_the_metrics_token_or_nothing(settings):
     assert anonymous.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert anonymous.get("/metrics", headers={"Authorization": "Bearer m-secret"}).status_code == 200
     assert logged_in(make_staff("notstaff", is_staff=False)).get("/metrics").status_code == 401
+
+
+@pytest.mark.django_db(transaction=True)  # the job's first task is queued at commit
+def test_refused_creates_by_status_and_collect_time_through_the_pipeline(pipeline, settings):
+    """Refusals counted where the worker meets them, in the database, so every process's add up."""
+    pipeline.set_faults(create_500=2, create_429=1)
+    job = services.create_job(upload(), "seedream-4")
+    assert drive(job) == "succeeded"
+    got = samples(logged_in(make_staff("ops")).get("/metrics").content.decode())
+    seedream = ("model", "seedream-4")
+    assert got[("staging_creates_refused_total", (seedream, ("status", "500")))] == 2
+    assert got[("staging_creates_refused_total", (seedream, ("status", "429")))] == 1
+    assert got[("staging_collect_seconds_count", (seedream,))] == 1
+    assert got[("staging_collect_seconds_sum", (seedream,))] >= 0
+    assert pipeline.counters()["creates_total"] == 1  # refusals are not paid
