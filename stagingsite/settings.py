@@ -264,6 +264,11 @@ try:
     parse_rate(STAGING_CREATE_RATE)
 except ValueError as exc:
     raise ImproperlyConfigured(f"STAGING_CREATE_RATE: {exc}.") from None
+# Creates that may go at once after the pacer was idle (at most a tenth of the rate's minute); a minute
+# never holds more than STAGING_CREATE_RATE all the same (docs/architecture.md#pacing-creates).
+STAGING_CREATE_BURST = env.int("STAGING_CREATE_BURST", default=50)
+if STAGING_CREATE_BURST < 1:
+    raise ImproperlyConfigured(f"STAGING_CREATE_BURST: {STAGING_CREATE_BURST} is not a count; write 1 or more.")
 # Requests per API token (a session: per user) to the HTTP API, and failed authentications (unknown
 # bearer tokens, failed admin logins) per client address; "N/s", "N/m", "N/h", or off
 # (docs/architecture.md#rate-limits).
