@@ -6,8 +6,9 @@ over HTTP by `BENCH_CLIENTS` client threads (default 8) with a staff API token; 
 (`bench/stack.py`); webhooks to the service's own server; the emulator with 5 s predictions and 600
 creates a minute. The service's own create pacer (STAGING_CREATE_RATE, 600/m by default) spaces the
 creates, so the reference is the create ceiling: N / 10 creates a second, plus the last prediction's
-5 s (the pacer's burst, STAGING_CREATE_BURST at once after an idle spell, can beat it by up to 5 s). Wall time runs from the first POST to the moment the last job succeeded (its
-attempt's `finished_at`: outputs stored).
+5 s (the pacer's burst, STAGING_CREATE_BURST at once after an idle spell, can beat it by up to 5 s).
+Wall time runs from the first POST to the moment the last job succeeded (its attempt's `finished_at`:
+outputs stored).
 
 Baseline, in the same run and against the same emulator: the blocking design (W = 2 threads that
 each upload the photo, create with the official client, `prediction.wait()` with the client's default
