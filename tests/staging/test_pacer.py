@@ -64,6 +64,23 @@ def test_a_malformed_create_rate_stops_the_start_with_one_clear_line():
     ]
 
 
+@pytest.mark.parametrize("burst", ["lots", "0", "-5", "2.5"])
+def test_a_malformed_burst_stops_the_start_with_one_clear_line(burst):
+    env = {**os.environ, "STAGING_CREATE_BURST": burst}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=django_settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        f"error: STAGING_CREATE_BURST: {burst!r} is not a count of creates; write 1 or more."
+    ]
+
+
 def test_slots_are_spaced_by_the_rate_and_long_waits_join_a_line(settings):
     settings.STAGING_CREATE_RATE = "3/m"  # a slot every 20 s
     t0 = timezone.now()
