@@ -48,7 +48,10 @@ from .models import Attempt
 
 logger = logging.getLogger(__name__)
 
-WEBHOOK_EVENTS = ["start", "completed"]
+# Only the end of a prediction is acted on: a `start` message would only move the attempt from submitted
+# to processing, which changes nothing the pipeline does, at a second request per job
+# (docs/replicate.md#delivery). A lost `completed` is covered by the poller.
+WEBHOOK_EVENTS = ["completed"]
 
 _local = threading.local()
 _secret_lock = threading.Lock()

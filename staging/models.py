@@ -374,12 +374,15 @@ class CreatePacer(models.Model):
     """The pace of creates shared by every worker on every host (`staging/pacer.py`): one row per name.
 
     `next_slot_at` is when the next create may be sent; `line_ends_at` is when the last attempt put off
-    for a slot comes back. Both move forward by compare-and-set on `version`, never under a lock.
+    for a slot comes back; `recent` counts the creates of the last minute per second (`[epoch second,
+    creates]`), so that a burst never lets a minute pass the rate. All move by compare-and-set on
+    `version`, never under a lock.
     """
 
     name = models.CharField(max_length=50, unique=True)
     next_slot_at = models.DateTimeField()
     line_ends_at = models.DateTimeField()
+    recent = models.JSONField(default=list, blank=True)
     version = models.PositiveBigIntegerField(default=0)
 
     def __str__(self) -> str:

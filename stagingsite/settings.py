@@ -264,6 +264,12 @@ try:
     parse_rate(STAGING_CREATE_RATE)
 except ValueError as exc:
     raise ImproperlyConfigured(f"STAGING_CREATE_RATE: {exc}.") from None
+# Creates that may go at once after the pacer was idle (at most a tenth of the rate's minute); a minute
+# never holds more than STAGING_CREATE_RATE all the same (docs/architecture.md#pacing-creates).
+_burst = env.str("STAGING_CREATE_BURST", default="50")
+if not _burst.strip().isdigit() or int(_burst) < 1:
+    raise ImproperlyConfigured(f"STAGING_CREATE_BURST: {_burst!r} is not a count of creates; write 1 or more.")
+STAGING_CREATE_BURST = int(_burst)
 # Requests per API token (a session: per user) to the HTTP API, and failed authentications (unknown
 # bearer tokens, failed admin logins) per client address; "N/s", "N/m", "N/h", or off
 # (docs/architecture.md#rate-limits).

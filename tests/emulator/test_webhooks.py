@@ -42,6 +42,17 @@ def test_signed_start_and_completed(emulator, replicate_client, webhook_receiver
     assert emulator.counters()["webhooks_sent"] == 2
 
 
+def test_completed_only_sends_one_webhook(emulator, replicate_client, webhook_receiver):
+    """What the service asks for (`gateway.WEBHOOK_EVENTS`): one message per prediction, at its end."""
+    prediction = _create(replicate_client, webhook_receiver, ["completed"])
+    emulator.wait_for_prediction(prediction.id)
+    assert emulator.wait_for_webhooks()
+    hooks = webhook_receiver.events_for(prediction.id)
+    assert _statuses(hooks) == ["succeeded"]
+    assert hooks[0].json["webhook_events_filter"] == ["completed"]
+    assert emulator.counters()["webhooks_sent"] == 1
+
+
 def test_default_filter_sends_every_event(emulator, replicate_client, webhook_receiver):
     prediction = _create(replicate_client, webhook_receiver)
     emulator.wait_for_prediction(prediction.id)

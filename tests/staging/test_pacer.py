@@ -6,10 +6,13 @@ sleep is replaced by one that moves the clock.
 
 from __future__ import annotations
 
+import bisect
 import os
+import random
 import subprocess
 import sys
 import threading
+from collections import Counter
 from datetime import timedelta
 from itertools import pairwise
 
@@ -27,6 +30,7 @@ from tests.fixtures.pipeline import attempts, job_status
 from tests.fixtures.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
+SIMULATED = pytest.mark.django_db  # thousands of pacer updates: inside one transaction, no commit each
 S = Attempt.State
 
 
@@ -60,6 +64,23 @@ def test_a_malformed_create_rate_stops_the_start_with_one_clear_line():
     ]
 
 
+@pytest.mark.parametrize("burst", ["lots", "0", "-5", "2.5"])
+def test_a_malformed_burst_stops_the_start_with_one_clear_line(burst):
+    env = {**os.environ, "STAGING_CREATE_BURST": burst}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=django_settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        f"error: STAGING_CREATE_BURST: {burst!r} is not a count of creates; write 1 or more."
+    ]
+
+
 def test_slots_are_spaced_by_the_rate_and_long_waits_join_a_line(settings):
     settings.STAGING_CREATE_RATE = "3/m"  # a slot every 20 s
     t0 = timezone.now()
@@ -75,42 +96,100 @@ def test_slots_are_spaced_by_the_rate_and_long_waits_join_a_line(settings):
 
 def test_a_short_wait_is_slept_and_a_long_one_is_not(settings):
     settings.STAGING_CREATE_RATE = "600/m"
+    settings.STAGING_CREATE_BURST = 10
     interval = pacer.create_pace().interval
     t0 = timezone.now()
-    slots = [pacer.take_create_slot(now=t0, max_sleep=0.25) for _ in range(14)]
-    assert all(slot.granted and slot.wait < 0.001 for slot in slots[:11])  # at rest: the late slots are free
-    assert [slot.granted for slot in slots[11:13]] == [True, True]
-    assert [slot.wait for slot in slots[11:13]] == pytest.approx([interval, 2 * interval], abs=1e-5)
-    assert not slots[13].granted and abs((slots[13].retry_at - t0).total_seconds() - 3 * interval) < 0.001
+    slots = [pacer.take_create_slot(now=t0, max_sleep=0.25) for _ in range(13)]
+    assert all(slot.granted and slot.wait < 0.001 for slot in slots[:10])  # at rest: the burst is free
+    assert [slot.granted for slot in slots[10:12]] == [True, True]
+    assert [slot.wait for slot in slots[10:12]] == pytest.approx([interval, 2 * interval], abs=1e-5)
+    assert not slots[12].granted and abs((slots[12].retry_at - t0).total_seconds() - 3 * interval) < 0.001
     assert not pacer.take_create_slot(now=t0).granted  # by default a worker sleeps MAX_SLEEP_SECONDS at most
 
 
-def test_slots_nobody_took_in_the_last_second_may_be_taken_late_within_the_rate(settings):
-    """At 600/m: 10 late slots, spaced 60/590 s, so a minute never holds more than 600 whatever the arrivals."""
+@SIMULATED
+def test_after_an_idle_spell_a_burst_goes_at_once_then_the_full_rate(settings):
     settings.STAGING_CREATE_RATE = "600/m"
+    settings.STAGING_CREATE_BURST = 50
     pace = pacer.create_pace()
-    assert pace.interval == pytest.approx(60 / 590) and pace.tolerance == pytest.approx(10 * 60 / 590)
+    assert pace == pacer.Pace(interval=pytest.approx(0.1), tolerance=pytest.approx(4.9), window_limit=600)
     t0 = timezone.now()
-    assert pacer.take_create_slot(now=t0).granted
-    # Every worker was busy for 3 s: a second's worth of slots can still be used at once, not three seconds'.
-    later = t0 + timedelta(seconds=3)
-    burst = [pacer.take_create_slot(now=later) for _ in range(12)]
-    assert all(slot.granted and slot.wait < 0.001 for slot in burst[:11]) and not burst[11].granted
-    # The worst case for a minute: the late slots used at once, then a create asked for every 20 ms for 70 s.
-    created, now = [t0, *[later] * 11], later
-    for _ in range(3500):
-        now += timedelta(seconds=0.02)
-        slot = pacer.take_create_slot(now=now)
-        if slot.granted:
-            created.append(now + timedelta(seconds=slot.wait))
-    window = timedelta(seconds=60)
-    most = max(sum(1 for t in created[i:] if t < start + window) for i, start in enumerate(created))
-    assert 580 < most <= 600
+    burst = [pacer.take_create_slot(now=t0) for _ in range(51)]
+    assert all(slot.granted and slot.wait == 0 for slot in burst[:50]) and not burst[50].granted
+    # Then one every 0.1 s, not 60/590 s: 500 creates asked for at once are all sent within 45 s.
+    created = _flood(t0 + timedelta(seconds=0.001), seconds=50, every=0.01, stop_after=450)
+    assert len(created) == 450 and (created[-1] - t0).total_seconds() <= 45.01
+    # An idle spell gives the burst back, once the last minute has room for it.
+    later = t0 + timedelta(seconds=120)
+    assert all(pacer.take_create_slot(now=later).granted for _ in range(50))
+    assert not pacer.take_create_slot(now=later).granted
+
+
+def _flood(start, *, seconds: float, every: float, per_step: int = 1, stop_after: int | None = None) -> list:
+    """Ask for `per_step` slots every `every` seconds for `seconds`; the moments the granted creates go."""
+    created, now, end = [], start, start + timedelta(seconds=seconds)
+    while now < end and (stop_after is None or len(created) < stop_after):
+        for _ in range(per_step):
+            slot = pacer.take_create_slot(now=now)
+            if slot.granted:
+                created.append(now + timedelta(seconds=slot.wait))
+        now += timedelta(seconds=every)
+    return created
+
+
+def _most_within(created: list, window: timedelta) -> int:
+    created = sorted(created)
+    return max(bisect.bisect_left(created, start + window) - i for i, start in enumerate(created))
+
+
+def _most_in_a_minute(created: list) -> int:
+    return _most_within(created, timedelta(seconds=60))
+
+
+@SIMULATED
+@pytest.mark.parametrize("burst", [1, 10, 50])
+def test_no_minute_ever_holds_more_than_the_rate_whatever_the_bursts(settings, burst):
+    """Seeded arrivals for 2.5 simulated minutes: floods, idle spells, bursts after them; count every window."""
+    settings.STAGING_CREATE_RATE = "600/m"
+    settings.STAGING_CREATE_BURST = burst
+    rng = random.Random(20261125 + burst)
+    t0 = timezone.now()
+    created, now = [], t0
+    while now < t0 + timedelta(seconds=150):
+        if rng.random() < 0.002:  # an idle spell of up to 20 s gives the burst back
+            now += timedelta(seconds=rng.uniform(1, 20))
+        for _ in range(rng.choice([0, 1, 1, 2, 12])):  # nobody, a worker, a few, a flood of first tries
+            slot = pacer.take_create_slot(now=now, max_sleep=rng.choice([0.05, 0.25]))
+            if slot.granted:
+                created.append(now + timedelta(seconds=slot.wait))
+        now += timedelta(seconds=rng.uniform(0.005, 0.1))
+    assert len(created) > 600  # the pacer let creates through at the rate, not a trickle
+    assert _most_in_a_minute(created) <= 600
+    # At most the burst at once, and at most the burst plus the rate's 10 in any second.
+    assert max(Counter(created).values()) <= burst
+    assert _most_within(created, timedelta(seconds=1)) <= burst + 10
+
+
+@SIMULATED
+def test_a_minute_full_of_creates_holds_the_next_burst_back(settings):
+    """The worst case for a window: the burst, the full rate for a minute, a burst again: held to the rate."""
+    settings.STAGING_CREATE_RATE = "600/m"
+    settings.STAGING_CREATE_BURST = 50
+    t0 = timezone.now()
+    created = _flood(t0, seconds=130, every=0.05, per_step=2)
+    first_minute = [t for t in created if t < t0 + timedelta(seconds=60)]
+    assert len(first_minute) == 600  # the burst made the minute's slots come earlier, not more of them
+    assert _most_in_a_minute(created) <= 600
+    # Sustained, a minute (and the second's margin for a create's trip) holds the rate.
+    assert 590 <= sum(1 for t in created if t0 + timedelta(seconds=61) <= t < t0 + timedelta(seconds=122)) <= 600
 
 
 def test_unpaced_and_slow_rates_keep_their_plain_spacing(settings):
     settings.STAGING_CREATE_RATE = "3/m"
     assert pacer.create_pace() == pacer.Pace(interval=20.0, tolerance=0.0)
+    settings.STAGING_CREATE_BURST = 1
+    settings.STAGING_CREATE_RATE = "600/m"
+    assert pacer.create_pace() == pacer.Pace(interval=pytest.approx(0.1), tolerance=0.0)
     settings.STAGING_CREATE_RATE = "off"
     assert pacer.create_pace() is None
 
