@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('staging', '0009_chosen'),
+        ('staging', '0010_refused_creates'),
     ]
 
     operations = [
