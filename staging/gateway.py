@@ -1,11 +1,9 @@
 """The one module that talks to Replicate, through the official `replicate` client 1.0.7.
 
-Replicate's wire format is read here and nowhere else: every prediction JSON (a create's answer, a
-read, a list page, a webhook body) is parsed once by `Prediction.from_json`, through the pydantic
-`PredictionJson` (strict: a field of the wrong type is refused), into a typed object, and
-every call raises only `GatewayError` (classified transient/permanent), so the pipeline never sees
-`ReplicateError`, raw `httpx` exceptions, the client's pydantic models or a raw dict.
-See docs/replicate.md for the API facts this relies on.
+Every prediction JSON it gets (a create's answer, a read, a list page) is parsed once by
+`predictions.Prediction.from_json` into a typed object, and every call raises only `GatewayError`
+(classified transient/permanent), so the pipeline never sees `ReplicateError`, raw `httpx` exceptions,
+the client's pydantic models or a raw dict. See docs/replicate.md for the API facts this relies on.
 
 Why reads use `client._request` (raw JSON) instead of `client.predictions.get`: the client's
 `Prediction` model drops `data_removed` and `webhook` (both needed: one to explain lost outputs, the
@@ -22,18 +20,13 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import datetime
-from enum import StrEnum
-from typing import IO, Annotated, Any
+from typing import IO, Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import replicate
 from django.conf import settings
 from django.core.cache import cache
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic_core import PydanticCustomError
 from replicate.exceptions import ReplicateError
 
 from .errors import (
@@ -45,6 +38,7 @@ from .errors import (
     classify_http_status,
 )
 from .models import Attempt
+from .predictions import Prediction
 
 logger = logging.getLogger(__name__)
 
@@ -62,121 +56,6 @@ SECRET_REFRESH_SECONDS = 60.0
 # How long a process trusts its own copy before reading the shared cache again: a secret the daily
 # refresh fetched in a queue worker reaches every web process within this (docs/operations.md#the-webhook-secret).
 SECRET_SHARED_READ_SECONDS = 5.0
-
-
-class PredictionStatus(StrEnum):
-    STARTING = "starting"
-    PROCESSING = "processing"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELED = "canceled"
-    ABORTED = "aborted"  # ended before it started (e.g. a deadline); the client's own model cannot parse it
-
-
-def _storable(value: str) -> str:
-    """Text the database can store: PostgreSQL refuses NUL, and no driver encodes an unpaired surrogate
-    (JSON's `"\\ud800"`). A prediction carrying either is refused whole, before anything is written."""
-    if "\x00" in value:
-        raise PydanticCustomError("string_nul", "must not contain NUL characters")
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        raise PydanticCustomError("string_unicode", "must not contain unpaired surrogates") from None
-    return value
-
-
-Text = Annotated[str, AfterValidator(_storable)]
-
-
-class PredictionMetrics(BaseModel):
-    model_config = ConfigDict(extra="ignore", strict=True)
-
-    predict_time: float | None = Field(None, ge=0, allow_inf_nan=False)
-
-
-class PredictionJson(BaseModel):
-    """The wire shape of a prediction: the one parser of every prediction JSON (create, read, list, webhook).
-
-    Strict, so a field of the wrong type is refused instead of coerced (`"status": ["x"]`,
-    `"metrics": {"predict_time": "1"}`, a numeric `id`); fields this code does not read are ignored, and
-    an unknown status string is kept (`Prediction.status` is None for it). The id is bounded by the
-    column it is stored in (`Attempt.prediction_id`).
-    """
-
-    model_config = ConfigDict(extra="ignore", strict=True)
-
-    id: Text = Field(min_length=1, max_length=64)
-    status: Text
-    output: Any = None  # one URL or a list of URLs: every registered model's shape (`_urls`)
-    error: Text | None = None
-    metrics: PredictionMetrics | None = None
-    data_removed: bool = False
-    webhook: Text | None = None
-    model: Text | None = None
-    input: dict[str, Any] | None = None
-    created_at: AwareDatetime | None = Field(None, strict=False)  # an ISO 8601 string on the wire
-
-    @field_validator("output")
-    @classmethod
-    def _urls(cls, value: Any) -> Any:
-        """Checked by hand so an error names `output` itself, not the members of a union."""
-        urls = value if isinstance(value, list) else [value] if value is not None else []
-        if not all(isinstance(url, str) for url in urls):
-            raise PydanticCustomError("url_type", "must be a URL or a list of URLs")
-        for url in urls:
-            _storable(url)
-        return value
-
-
-def _shape_problems(exc: ValidationError) -> str:
-    """What is wrong, field by field, without the values (a webhook URL carries an attempt token)."""
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """A prediction as Replicate describes it; `status` is None for a status this code does not know."""
-
-    id: str
-    status: PredictionStatus | None
-    raw_status: str = ""
-    output: Any = None  # one URL or a list of URLs (the model's output shape), None until it succeeded
-    error: str | None = None
-    predict_time: float | None = None
-    data_removed: bool = False  # outputs deleted (an hour after completion)
-    webhook: str = ""
-    model: str = ""
-    input: dict[str, Any] | None = None
-    created_at: datetime | None = None
-
-    @classmethod
-    def from_json(cls, data: Any) -> Prediction:
-        """Parse a prediction JSON through `PredictionJson`; `GatewayError` (transient) names what is wrong."""
-        try:
-            wire = PredictionJson.model_validate(data)
-        except ValidationError as exc:
-            raise GatewayError(f"Not a Replicate prediction object: {_shape_problems(exc)}.", TRANSIENT) from None
-        try:
-            status: PredictionStatus | None = PredictionStatus(wire.status)
-        except ValueError:
-            status = None
-        return cls(
-            id=wire.id,
-            status=status,
-            raw_status=wire.status,
-            output=wire.output,
-            error=wire.error,
-            predict_time=wire.metrics.predict_time if wire.metrics else None,
-            data_removed=wire.data_removed,
-            webhook=wire.webhook or "",
-            model=wire.model or "",
-            input=wire.input,
-            created_at=wire.created_at,
-        )
-
-    @property
-    def running(self) -> bool:
-        return self.status in (PredictionStatus.STARTING, PredictionStatus.PROCESSING)
 
 
 # --- The webhook URL: how a prediction names the attempt it belongs to (docs/replicate.md#webhooks) ---

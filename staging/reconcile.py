@@ -19,8 +19,8 @@ from models_config.registry import get_spec
 
 from . import gateway, services, transitions
 from .errors import GatewayError, ListTruncated
-from .gateway import Prediction
 from .models import Attempt
+from .predictions import Prediction
 
 logger = logging.getLogger(__name__)
 S = Attempt.State

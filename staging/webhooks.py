@@ -1,7 +1,7 @@
 """The Replicate webhook: verify, deduplicate, apply forward-only, answer fast.
 
 Answers, errors as JSON `{"detail": ...}`: 413 a body over `DATA_UPLOAD_MAX_MEMORY_SIZE`, 400 malformed
-(missing headers, not JSON, or JSON that `gateway.Prediction` does not parse as a prediction: a field of
+(missing headers, not JSON, or JSON that `predictions.Prediction` does not parse as a prediction: a field of
 the wrong type), 401 bad/stale signature, 404 unknown attempt token, 200 applied or duplicate; a
 refused message changes nothing. An unknown token gets 404 rather than a silent 200: the message was
 signed with our secret, so it is Replicate telling us about a prediction we have no attempt for (a
@@ -31,6 +31,7 @@ from api.errors import body_too_big_detail
 from . import gateway, selectors, services
 from .errors import GatewayError
 from .models import WebhookDelivery
+from .predictions import Prediction
 
 logger = logging.getLogger(__name__)
 TOLERANCE_SECONDS = 300
@@ -114,7 +115,7 @@ def replicate_webhook(request: HttpRequest) -> JsonResponse:
         logger.warning("Webhook rejected (%s): %s", exc.status, exc)
         return _refuse(exc.status, str(exc))
     try:
-        prediction = gateway.Prediction.from_json(json.loads(body))
+        prediction = Prediction.from_json(json.loads(body))
     except (ValueError, RecursionError):
         logger.warning("Webhook %s rejected (400): the body is not JSON", msg_id)
         return _refuse(400, "The body is not JSON.")

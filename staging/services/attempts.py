@@ -25,8 +25,8 @@ from models_config.schemas import PromptError, check_prompt, describe_errors
 
 from .. import gateway, pacer, selectors, spend, storage, transitions
 from ..errors import PERMANENT, GatewayError, ReplicateNotConfigured, clamp_wait
-from ..gateway import Prediction
 from ..models import Arm, Attempt, ConfigSource, RefusedCreates
+from ..predictions import Prediction
 from ..queue import enqueue, enqueue_at
 from ..transitions import Adoption
 

@@ -16,8 +16,8 @@ from django.utils import timezone
 
 from .. import ledger, storage
 from ..errors import DATA_REMOVED_MESSAGE, PERMANENT, TRANSIENT, clamp_wait, classify_prediction_error
-from ..gateway import Prediction, PredictionStatus
 from ..models import Attempt
+from ..predictions import Prediction, PredictionStatus
 from ..queue import enqueue, enqueue_at
 from .base import log_change, logger, states_before
 

@@ -1,4 +1,4 @@
-"""`gateway.Prediction.from_json`: the one parser of every prediction JSON, read, listed or posted by webhook.
+"""`predictions.Prediction.from_json`: the one parser of every prediction JSON, read, listed or posted by webhook.
 
 A real prediction parses with everything the pipeline reads; one of the wrong shape is refused with the
 fields named (never their values), as a transient `GatewayError` for an API answer, which the webhook
@@ -13,7 +13,7 @@ import pytest
 
 from staging import gateway
 from staging.errors import TRANSIENT, GatewayError
-from staging.gateway import Prediction, PredictionStatus
+from staging.predictions import Prediction, PredictionStatus
 
 REPLICATE_ANSWER = {
     "id": "rrr4z55ocneqzikepnug6xezpe",

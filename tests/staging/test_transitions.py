@@ -13,8 +13,8 @@ import pytest
 from django.utils import timezone
 
 from staging import queue, sweeps, transitions
-from staging.gateway import Prediction
 from staging.models import Attempt, ConfigSource, StagingJob
+from staging.predictions import Prediction
 from staging.sweeps import Step
 from staging.transitions import Adoption
 

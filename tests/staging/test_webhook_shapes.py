@@ -1,7 +1,7 @@
 """Correctly signed webhook bodies that are not a prediction, or too big to read: a JSON 4xx, nothing changed.
 
 The signature only proves who sent the body, not that it has the right shape. Each body below is signed
-with the configured secret, so only the prediction parser (`gateway.PredictionJson`, the same one that
+with the configured secret, so only the prediction parser (`predictions.PredictionJson`, the same one that
 reads the API's answers) stands between it and the database. After each refusal the same attempt
 takes a well-formed message, which shows the refusal was about the body. On PostgreSQL the NUL cases
 would otherwise reach the database and fail there.
