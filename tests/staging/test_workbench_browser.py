@@ -41,7 +41,7 @@ def test_stage_a_listing_from_the_admin(admin_page, live_server, qcluster, scree
 
     page.goto(f"{live_server.url}/admin/staging/stagingjob/")
     page.click(".object-tools a.addlink")  # the job list's "Add" is the workbench
-    page.wait_for_selector("#dropzone")
+    page.wait_for_selector("#workbench[data-ready]")  # its script listens for drops (the page may show first)
 
     colors = [(210, 180, 140), (150, 170, 200), (190, 200, 160)]
     photos = [

@@ -68,4 +68,5 @@
   model.addEventListener("change", refreshEstimate);
   listPhotos();
   refreshEstimate();
+  form.dataset.ready = "1";  // the drop zone listens from here on (the browser tests wait for it)
 })();
