@@ -182,8 +182,11 @@ class WorkbenchMixin:
             elif any(len(room_type) > MAX_ROOM_TYPE_CHARS for room_type in room_types):
                 form.add_error(None, f"A room type is at most {MAX_ROOM_TYPE_CHARS} characters.")
             else:
-                estimate = listings.estimate_cost(form.cleaned_data["model"], len(files))
-                if form.cleaned_data["estimated_cost"] != estimate:
+                cost = listings.check_confirmed_cost(
+                    form.cleaned_data["model"], len(files), form.cleaned_data["estimated_cost"]
+                )
+                estimate = cost.estimate
+                if not cost.confirmed:
                     form.add_error(
                         None,
                         f"Staging {len(files)} photo(s) with {form.cleaned_data['model']} costs up to "
@@ -376,8 +379,11 @@ class ListingAdmin(admin.ModelAdmin):
         form = ReprocessForm(request.POST or None, initial={"model": listing.model_slug, "style": listing.style})
         estimate = None
         if request.method == "POST" and form.is_valid():
-            estimate = listings.estimate_cost(form.cleaned_data["model"], listing.jobs.count())
-            if request.POST.get("confirmed_cost") == str(estimate):
+            cost = listings.check_confirmed_cost(
+                form.cleaned_data["model"], listing.jobs.count(), request.POST.get("confirmed_cost")
+            )
+            estimate = cost.estimate
+            if cost.confirmed:
                 result = listings.reprocess_all(
                     listing.pk,
                     style=form.cleaned_data["style"],

@@ -15,7 +15,7 @@ import random
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import IO, Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -63,6 +63,24 @@ def estimate_cost(model: str, photos: int) -> Decimal:
     """What staging `photos` photos with `model`'s active config costs at most, before anything is sent."""
     spec = _spec(model)
     return spec.estimate_cost(selectors.resolve_config(spec.slug, None)[1]) * photos
+
+
+@dataclass(frozen=True)
+class CostCheck:
+    estimate: Decimal
+    confirmed: bool  # the cost the person confirmed is still the estimate
+
+
+def check_confirmed_cost(model: str, photos: int, shown: Decimal | str | None) -> CostCheck:
+    """Whether the cost a person confirmed (`shown`, as the page sent it back) is still what staging `photos`
+    photos with `model` costs: nothing paid starts on a cost nobody saw, e.g. after a config change or with
+    other photos chosen since the page showed it (the workbench's upload and "reprocess all")."""
+    estimate = estimate_cost(model, photos)
+    try:
+        confirmed = shown is not None and shown != "" and Decimal(shown) == estimate
+    except InvalidOperation:
+        confirmed = False
+    return CostCheck(estimate, confirmed)
 
 
 def get_listing(listing_id: int) -> Listing:

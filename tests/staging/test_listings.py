@@ -146,3 +146,13 @@ def test_export_puts_each_staged_photo_beside_its_original(pipeline, labelled):
         assert ("labelled" in staged["file"]) is labelled
     text = archive.read("manifest.txt").decode()
     assert "virtually staged by flux-kontext-pro" in text and text.count("original (") == 3
+
+
+@pytest.mark.django_db
+def test_only_the_cost_still_estimated_counts_as_confirmed() -> None:
+    estimate = listings.estimate_cost("flux-kontext-pro", 3)
+    assert listings.check_confirmed_cost("flux-kontext-pro", 3, estimate).confirmed
+    assert listings.check_confirmed_cost("flux-kontext-pro", 3, str(estimate)).confirmed
+    for shown in (None, "", "free", "sNaN", estimate / 3):
+        check = listings.check_confirmed_cost("flux-kontext-pro", 3, shown)
+        assert not check.confirmed and check.estimate == estimate
