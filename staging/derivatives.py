@@ -97,12 +97,6 @@ def get_derivative(image: StagedImage, kind: DerivativeKind) -> Derivative | Non
     return by_kind(image).get(kind)
 
 
-def derivative_url(image: StagedImage, kind: DerivativeKind) -> str | None:
-    """The storage URL of the image's derivative of this kind, or None when it was not made."""
-    derivative = get_derivative(image, kind)
-    return derivative.file.url if derivative else None
-
-
 def load_source(image: StagedImage) -> Image.Image:
     """The clean stored output, decoded with the same checks as when it was collected."""
     with image.file.open("rb") as handle:

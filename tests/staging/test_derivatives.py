@@ -116,7 +116,7 @@ def test_making_a_derivative_twice_returns_one_row(output):
     again = derivatives.make_derivative(output, THUMB)
     assert again.pk == first.pk
     assert output.derivatives.count() == 1
-    assert derivatives.derivative_url(output, THUMB) == first.file.url
+    assert derivatives.get_derivative(output, THUMB).file.url == first.file.url
 
 
 def test_a_derivative_is_made_from_the_stored_file_which_stays_unchanged(output, settings):
@@ -154,14 +154,14 @@ def test_a_concurrent_maker_wins_and_the_loser_deletes_its_file(output, monkeypa
 
 
 def test_an_image_without_derivatives_has_no_urls(output):
-    assert derivatives.derivative_url(output, THUMB) is None
+    assert derivatives.get_derivative(output, THUMB) is None
     assert derivatives.by_kind(output) == {}
 
 
 def test_outputs_of_reads_every_derivative_in_one_query(output, django_assert_num_queries):
     derivatives.make_derivative(output, THUMB)
     with django_assert_num_queries(3):  # the attempt, the outputs, their derivatives
-        urls = [derivatives.derivative_url(image, THUMB) for image in selectors.outputs_of(output.attempt.job)]
+        urls = [derivatives.get_derivative(image, THUMB).file.url for image in selectors.outputs_of(output.attempt.job)]
     assert urls == [output.derivatives.get().file.url]
 
 
