@@ -23,7 +23,6 @@ Set BENCH_JOBS, BENCH_LATENCY, BENCH_WORKERS, or BENCH_QUICK=1 (8 jobs, 1.0 s) t
 
 from __future__ import annotations
 
-import io
 import os
 import queue
 import statistics
@@ -40,8 +39,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.utils import timezone
 
+from bench import blocking
 from models_config import services as config_services
-from models_config.builders import StagingRequest
 from models_config.registry import get_spec
 from models_config.selectors import get_active_config
 from replicate_emulator import Emulator
@@ -186,13 +185,7 @@ def run_blocking(photo: bytes) -> dict[str, Any]:
                         i = jobs.get_nowait()
                     except queue.Empty:
                         return
-                    upload = client.files.create(io.BytesIO(photo), filename=f"room{i}.jpg", content_type="image/jpeg")
-                    model_input = spec.build_input(StagingRequest(upload.urls["get"], "room", "modern"), config)
-                    prediction = client.models.predictions.create(model=spec.ref, input=model_input)
-                    prediction.wait()
-                    if prediction.status == "succeeded":
-                        for url in spec.outputs_as_list(prediction.output):
-                            http.get(url).raise_for_status()
+                    if blocking.stage_one(client, http, spec, config, photo, i, "modern"):
                         done.append(i)
 
         began = time.perf_counter()

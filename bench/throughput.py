@@ -19,7 +19,6 @@ so its time per job is what it would keep doing.
 
 from __future__ import annotations
 
-import io
 import os
 import queue
 import threading
@@ -29,9 +28,8 @@ from typing import Any
 import httpx
 import replicate
 
-from bench import stack
+from bench import blocking, stack
 from models_config import services as config_services
-from models_config.builders import StagingRequest
 from models_config.registry import get_spec
 from models_config.selectors import get_active_config
 from replicate_emulator import Emulator
@@ -155,13 +153,7 @@ def run_blocking(emu: Emulator, photo: bytes, count: int) -> dict[str, Any]:
                     i = todo.get_nowait()
                 except queue.Empty:
                     return
-                upload = client.files.create(io.BytesIO(photo), filename=f"room{i}.jpg", content_type="image/jpeg")
-                model_input = spec.build_input(StagingRequest(upload.urls["get"], "room", f"style {i}"), config)
-                prediction = client.models.predictions.create(model=spec.ref, input=model_input)
-                prediction.wait()
-                if prediction.status == "succeeded":
-                    for url in spec.outputs_as_list(prediction.output):
-                        http.get(url).raise_for_status()
+                if blocking.stage_one(client, http, spec, config, photo, i, f"style {i}"):
                     done.append(i)
 
     began = time.perf_counter()
