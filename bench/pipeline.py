@@ -114,6 +114,8 @@ def run_service(photo: bytes) -> dict[str, Any]:
         functions = {
             "submit_attempt": ("submit", tasks.submit_attempt),
             "collect_outputs": ("collect", tasks.collect_outputs),
+            "poll_attempt": ("poll", tasks.poll_attempt),  # polling mode's due reads of one prediction
+            "reconcile_attempt": ("reconcile", tasks.reconcile_attempt),
         }
         lock = threading.Lock()
         errors: list[str] = []
